@@ -1,0 +1,49 @@
+# Two commands on a fresh machine: `make demo` (the follow demo in simulation) and `make test`.
+# Each one sets up .venv first: pinned pip dependencies, the interfaces built with CMake into the venv,
+# and this package installed in editable mode. Set-up steps are stamped: a second run does nothing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := $(VENV)/.mbmf
+BUILD := build/interfaces
+INTERFACES := $(wildcard msg/*.msg srv/*.srv) CMakeLists.txt cmake/fix_wheel_includes.cmake package.xml
+
+.PHONY: venv demo test bench clean
+venv: $(STAMPS)/package
+
+$(STAMPS)/deps: requirements.txt
+	@command -v cmake >/dev/null || (apt-get update -qq && apt-get install -y -qq cmake)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -r requirements.txt
+	mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/interfaces: $(STAMPS)/deps $(INTERFACES)
+	rm -rf $(BUILD) && mkdir -p $(BUILD)
+	source $(VENV)/bin/activate && cd $(BUILD) && \
+	  CMAKE_PREFIX_PATH=$$VIRTUAL_ENV AMENT_PREFIX_PATH=$$VIRTUAL_ENV cmake $(CURDIR) -DCMAKE_BUILD_TYPE=Release \
+	    -DMBMF_INTERFACES_ONLY=ON -DMBMF_FIX_WHEEL_INCLUDES=ON -DCMAKE_INSTALL_PREFIX=$$VIRTUAL_ENV \
+	    -DPython3_EXECUTABLE=$$VIRTUAL_ENV/bin/python >cmake.log && \
+	  $(MAKE) -j$$(nproc) >make.log && $(MAKE) install >install.log
+	# The generated half of mbmf_ros must stay a plain folder: the sources' __init__.py (extend_path) owns
+	# the package, and pip owns its metadata.
+	rm -rf $(VENV)/lib/python3*/site-packages/mbmf_ros/__init__.py $(VENV)/lib/python3*/site-packages/mbmf_ros-*.egg-info
+	touch $@
+
+$(STAMPS)/package: $(STAMPS)/interfaces setup.py
+	$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
+	$(PY) -c "from mbmf_ros.msg import AgentState; import mbmf_ros.core"
+	touch $@
+
+demo: venv
+	$(VENV)/bin/mbmf-ros demo
+
+test: venv
+	$(VENV)/bin/python -m pytest -q test
+
+bench: venv
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf build $(VENV) *.egg-info

@@ -1,0 +1,27 @@
+# PyPI ROS 2 wheels export <pkg>__rosidl_generator_py targets whose INTERFACE_INCLUDE_DIRECTORIES name the
+# Python and numpy headers of the machine that built the wheels. Replace those directories by this
+# machine's, so the generated Python extension of our interfaces compiles and links.
+find_package(Python3 REQUIRED COMPONENTS Interpreter Development NumPy)
+# Every interface package our generation pulls in must be found first, so that its targets exist here.
+foreach(_dep builtin_interfaces service_msgs type_description_interfaces)
+  find_package(${_dep} REQUIRED)
+endforeach()
+get_property(_targets DIRECTORY PROPERTY IMPORTED_TARGETS)
+foreach(_target ${_targets})
+  get_target_property(_dirs ${_target} INTERFACE_INCLUDE_DIRECTORIES)
+  if(_dirs AND "${_dirs}" MATCHES "/opt/python/")
+    set(_fixed "")
+    foreach(_dir ${_dirs})
+      if(_dir MATCHES "numpy")
+        list(APPEND _fixed "${Python3_NumPy_INCLUDE_DIRS}")
+      elseif(_dir MATCHES "/opt/python/")
+        list(APPEND _fixed "${Python3_INCLUDE_DIRS}")
+      else()
+        list(APPEND _fixed "${_dir}")
+      endif()
+    endforeach()
+    list(REMOVE_DUPLICATES _fixed)
+    set_target_properties(${_target} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_fixed}")
+    message(STATUS "mbmf_ros: include dirs of ${_target} -> ${_fixed}")
+  endif()
+endforeach()
