@@ -1,0 +1,109 @@
+"""Node graphs of mbmf_ros: the one description behind both `launch/*.launch.py` (the ROS 2 launch API) and
+`mbmf-ros launch GRAPH` (the package's own runner, for machines without the `launch` library).
+
+A graph declares its arguments (name -> default, help) and a function that, given the argument values as
+strings, returns the nodes to start. Parameters are dicts or YAML parameter files; `{config}` in a file path
+stands for the package's config/ folder.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+PACKAGE = 'mbmf_ros'
+
+
+@dataclass(frozen=True)
+class NodeDesc:
+    name: str                       # node name; also the prefix of its output
+    executable: str                 # module mbmf_ros.nodes.<executable>, and `ros2 run mbmf_ros <executable>`
+    parameters: list = field(default_factory=list)   # dicts and/or parameter-file paths
+    remappings: list = field(default_factory=list)   # (from, to) pairs
+    namespace: str = ''
+    required: bool = True           # the graph stops when a required node exits, with its exit code
+    arguments: list = field(default_factory=list)    # extra command-line arguments before --ros-args
+
+
+@dataclass(frozen=True)
+class GraphDesc:
+    name: str
+    description: str
+    arguments: dict                 # name -> (default string, help)
+    nodes: Callable[[dict], list]   # argument values -> [NodeDesc]
+
+
+def config_dir() -> Path:
+    """The package's config/ folder: the source tree, or share/mbmf_ros/config of an installed package."""
+    here = Path(__file__).resolve().parent.parent / 'config'
+    if here.is_dir():
+        return here
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory(PACKAGE)) / 'config'
+    except Exception:  # noqa: BLE001 - no ament index: fall back to the source layout's path in the message
+        return here
+
+
+def resolve_path(value: str) -> str:
+    return os.path.expanduser(value.replace('{config}', str(config_dir())))
+
+
+def as_bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ('true', '1', 'yes', 'on'):
+        return True
+    if text in ('false', '0', 'no', 'off'):
+        return False
+    raise ValueError(f'expected true or false, found {value!r}')
+
+
+def _demo_nodes(args: dict) -> list:
+    count = int(args['count'])
+    return [
+        NodeDesc('random_actor', 'random_actor',
+                 parameters=[{'agent': args['agent'], 'rate_hz': float(args['rate_hz']), 'seed': 1}],
+                 required=False),
+        NodeDesc('topic_echo', 'topic_echo',
+                 parameters=[{'topic': '/mbmf/action', 'type': 'mbmf_ros/msg/ActionCommand', 'count': count}]
+                 + ([args['echo_params']] if args['echo_params'] else [])),
+    ]
+
+
+GRAPHS: dict[str, GraphDesc] = {}
+
+
+def register(graph: GraphDesc) -> GraphDesc:
+    GRAPHS[graph.name] = graph
+    return graph
+
+
+register(GraphDesc(
+    name='talk',
+    description='Smallest real graph: random_actor publishes ActionCommand, topic_echo prints and exits.',
+    arguments={'agent': ('hexapod', 'agent whose action size the actor uses'),
+               'rate_hz': ('20.0', 'actions per second'),
+               'count': ('10', 'messages to echo before exiting (0: until stopped)'),
+               'echo_params': ('', 'optional parameter file for topic_echo')},
+    nodes=_demo_nodes,
+))
+
+
+def get_graph(name: str) -> GraphDesc:
+    if name not in GRAPHS:
+        raise KeyError(f'unknown graph {name!r}; known graphs: {", ".join(sorted(GRAPHS))}')
+    return GRAPHS[name]
+
+
+def resolve_arguments(graph: GraphDesc, given: dict) -> dict:
+    """Defaults of the graph overridden by `given`; an unknown name is an error listing the known ones."""
+    unknown = sorted(set(given) - set(graph.arguments))
+    if unknown:
+        raise KeyError(f'graph {graph.name!r} has no argument {", ".join(unknown)}; '
+                       f'its arguments: {", ".join(sorted(graph.arguments)) or "(none)"}')
+    values = {name: default for name, (default, _help) in graph.arguments.items()}
+    values.update(given)
+    return values

@@ -1,0 +1,66 @@
+"""Plumbing shared by every mbmf_ros node: QoS profiles, the standard main(), stamp conversions."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+# Latched topics (model, reference): a late subscriber still gets the last message.
+LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# The control loop: reliable, deep enough that a lock-step exchange never drops a message.
+CONTROL = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.VOLATILE)
+# Sensors at high rate.
+SENSOR = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
+
+
+def stamp_to_sec(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def sec_to_stamp(t: float, stamp=None):
+    from builtin_interfaces.msg import Time
+    stamp = stamp or Time()
+    ns = int(round(t * 1e9))
+    stamp.sec, stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+    return stamp
+
+
+def run_node(make_node: Callable[[], Node], args=None) -> int:
+    """The standard rclpy main: init, spin, catch Ctrl-C and external shutdown, clean up.
+
+    ``make_node`` may raise ``SystemExit`` (e.g. on a bad parameter) to exit with its code. A node may set
+    ``self.exit_code`` and call ``rclpy.shutdown()``-free ``self.request_exit(code)`` to end the spin.
+    Returns the process exit code.
+    """
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    executor = SingleThreadedExecutor()
+    code = 0
+    try:
+        node = make_node()
+        executor.add_node(node)
+        while rclpy.ok() and getattr(node, 'exit_code', None) is None:
+            executor.spin_once(timeout_sec=0.1)
+        code = getattr(node, 'exit_code', None) or 0
+    except (KeyboardInterrupt, ExternalShutdownException):
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+        if not isinstance(e.code, int) and e.code:
+            print(e.code, file=sys.stderr)
+    finally:
+        executor.shutdown()
+        if node is not None:
+            close = getattr(node, 'close', None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
