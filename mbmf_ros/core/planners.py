@@ -1,0 +1,259 @@
+"""Sampling-based MPC planners (ROS-free), one interface, batched on torch tensors.
+
+``planner.plan(model, task, state) -> PlanResult`` picks the action for one control step:
+
+* ``RandomShootingPlanner``: the paper's method (Sec. IV-C, Eq. 4): K action sequences of horizon H drawn
+  uniformly from [-1, 1], rolled through the model, scored by the summed task reward; the first action of
+  the best sequence is executed and the rest thrown away (replanning every step).
+* ``CEMPlanner``: cross-entropy method: Gaussian over sequences, refit to the elites for a few iterations;
+  warm-started from the previous plan shifted by one step.
+* ``MPPIPlanner``: model predictive path integral: Gaussian perturbations of the previous plan (shifted),
+  recombined with exponential weights of their rewards.
+
+``model`` follows the DynamicsModel contract (core.dynamics): ``predict(states, actions) -> next_states``,
+states (E, K, S) or (K, S), actions (K, A), output (E, K, S), ``num_members`` E. With an ensemble (E > 1) a
+sequence's score is the mean of its return over members. ``task.reward(states, actions, next_states)``
+returns (E, K) (core.tasks). Actions are always within [-1, 1]. ``num_samples`` K is the number of
+sequences evaluated per plan, whatever the planner (CEM and MPPI split it over their iterations), so
+planners compare at the same cost. Each planner owns a seeded ``torch.Generator``: the same seed, model,
+task and states give the same actions.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+PLANNERS = ('random_shooting', 'cem', 'mppi')
+
+
+@dataclass
+class PlanResult:
+    """The outcome of one plan. Arrays are numpy float32.
+
+    action (A,): the action to execute now, in [-1, 1]. actions (H, A): the chosen sequence.
+    predicted_states (H+1, S): the states it is predicted to visit (step 0 = the given state), mean over
+    ensemble members. best_reward: its predicted return (sum over H steps, mean over members).
+    candidate_states (n, H+1, S): the predicted states of the n best-scoring candidates (for plots).
+    """
+    action: np.ndarray
+    actions: np.ndarray
+    predicted_states: np.ndarray
+    best_reward: float
+    solve_time_s: float
+    num_samples: int
+    horizon: int
+    planner: str
+    candidate_states: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+
+def _num_members(model) -> int:
+    return int(getattr(model, 'num_members', 1) or 1)
+
+
+def _mean_states(states):
+    """Mean over ensemble members of (E, ..., S) states, yaw (index 2) averaged on the circle."""
+    if states.shape[0] == 1:
+        return states[0]
+    mean = states.mean(0)
+    mean[..., 2] = torch.atan2(torch.sin(states[..., 2]).mean(0), torch.cos(states[..., 2]).mean(0))
+    return mean
+
+
+class Planner:
+    """Base class; subclasses implement ``_optimise``. See the module docstring.
+
+    action_dim A, horizon H (steps), num_samples K (sequences per plan), seed (None: nondeterministic),
+    keep_candidates: how many of the best candidates' predicted states to return for plotting.
+    """
+    name = 'planner'
+
+    def __init__(self, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,
+                 keep_candidates: int = 0, dtype=torch.float32):
+        if int(action_dim) < 1 or int(horizon) < 1 or int(num_samples) < 1:
+            raise ValueError(f'{self.name}: action_dim, horizon and num_samples must be >= 1, found '
+                             f'{action_dim}, {horizon}, {num_samples}')
+        self.action_dim, self.horizon, self.num_samples = int(action_dim), int(horizon), int(num_samples)
+        self.keep_candidates = int(keep_candidates)
+        self.dtype = dtype
+        self.generator = torch.Generator()
+        self.seed(seed)
+        self.reset()
+
+    def seed(self, seed: int | None) -> None:
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
+
+    def reset(self) -> None:
+        """Forget the warm start (a new episode or a new reference)."""
+        self._previous: torch.Tensor | None = None
+
+    def _shifted_previous(self) -> torch.Tensor:
+        """The previous plan shifted one step forward (its last action repeated): the warm start (H, A)."""
+        if self._previous is None:
+            return torch.zeros(self.horizon, self.action_dim, dtype=self.dtype)
+        prev = self._previous
+        return torch.cat([prev[1:], prev[-1:]], 0)
+
+    def rollout(self, model, task, state, actions):
+        """Roll K sequences actions (K, H, A) from ``state`` (S,).
+
+        Returns (returns (K,) mean over members, states (E, K, H+1, S)).
+        """
+        K, H, _ = actions.shape
+        E = _num_members(model)
+        cur = state.to(self.dtype).expand(K, -1)
+        traj = [cur.unsqueeze(0).expand(E, K, -1)]
+        total = torch.zeros(E, K, dtype=self.dtype)
+        for t in range(H):
+            a = actions[:, t]
+            nxt = model.predict(cur if t == 0 else traj[-1], a)
+            if nxt.dim() == 2:                       # a plain (K, S) model, no ensemble dimension
+                nxt = nxt.unsqueeze(0)
+            total += task.reward(traj[-1], a, nxt)
+            traj.append(nxt)
+        return total.mean(0), torch.stack(traj, 2)
+
+    def plan(self, model, task, state) -> PlanResult:
+        """Plan from ``state`` (S,) (numpy or tensor; full state, pose first). See the module docstring."""
+        t0 = time.perf_counter()
+        state = torch.as_tensor(np.asarray(state, dtype=np.float32) if not torch.is_tensor(state) else state,
+                                dtype=self.dtype)
+        if state.dim() != 1:
+            raise ValueError(f'{self.name}.plan: state must have shape (S,), found {tuple(state.shape)}')
+        if not bool(torch.isfinite(state).all()):
+            raise ValueError(f'{self.name}.plan: state has non-finite values: {state.tolist()}')
+        with torch.no_grad():
+            seq, ret, states, cand, info = self._optimise(model, task, state)
+        seq = seq.clamp(-1.0, 1.0)
+        self._previous = seq.clone()
+        result = PlanResult(
+            action=seq[0].numpy().astype(np.float32), actions=seq.numpy().astype(np.float32),
+            predicted_states=_mean_states(states).numpy().astype(np.float32), best_reward=float(ret),
+            solve_time_s=time.perf_counter() - t0, num_samples=self.num_samples, horizon=self.horizon,
+            planner=self.name, info=info)
+        if cand is not None and self.keep_candidates:
+            result.candidate_states = _mean_states(cand).numpy().astype(np.float32)
+        return result
+
+    def _candidates(self, returns, states):
+        """Predicted states (E, n, H+1, S) of the n best candidates, or None."""
+        if not self.keep_candidates:
+            return None
+        n = min(self.keep_candidates, returns.shape[0])
+        idx = torch.topk(returns, n).indices
+        return states[:, idx]
+
+    def _optimise(self, model, task, state):
+        """-> (sequence (H, A), its return, its states (E, H+1, S), candidate states or None, info dict)."""
+        raise NotImplementedError
+
+
+class RandomShootingPlanner(Planner):
+    """The paper's random shooting: K uniform sequences in [-1, 1], the best one's first action."""
+    name = 'random_shooting'
+
+    def _optimise(self, model, task, state):
+        K, H, A = self.num_samples, self.horizon, self.action_dim
+        actions = torch.rand(K, H, A, generator=self.generator, dtype=self.dtype) * 2.0 - 1.0
+        returns, states = self.rollout(model, task, state, actions)
+        best = int(torch.argmax(returns))
+        return actions[best], returns[best], states[:, best], self._candidates(returns, states), {}
+
+
+class CEMPlanner(Planner):
+    """Cross-entropy method with warm start.
+
+    iterations: refits per plan (K / iterations samples each); elite_fraction: share of each batch kept;
+    init_std: std of the first Gaussian (actions units); momentum: weight of the old mean/std in each refit;
+    min_std: floor on the std. The warm start's mean is always one of the samples.
+    """
+    name = 'cem'
+
+    def __init__(self, action_dim, horizon, num_samples, seed=None, iterations: int = 4,
+                 elite_fraction: float = 0.1, init_std: float = 0.5, momentum: float = 0.1,
+                 min_std: float = 0.05, **kwargs):
+        self.iterations = max(1, int(iterations))
+        self.elite_fraction, self.init_std = float(elite_fraction), float(init_std)
+        self.momentum, self.min_std = float(momentum), float(min_std)
+        super().__init__(action_dim, horizon, num_samples, seed, **kwargs)
+
+    def _optimise(self, model, task, state):
+        H, A = self.horizon, self.action_dim
+        n = max(2, self.num_samples // self.iterations)
+        n_elite = max(1, int(round(n * self.elite_fraction)))
+        mean = self._shifted_previous()
+        std = torch.full((H, A), self.init_std, dtype=self.dtype)
+        best = (None, -math.inf, None)
+        returns = states = None
+        for _ in range(self.iterations):
+            noise = torch.randn(n, H, A, generator=self.generator, dtype=self.dtype)
+            actions = (mean + std * noise).clamp(-1.0, 1.0)
+            actions[0] = mean.clamp(-1.0, 1.0)
+            returns, states = self.rollout(model, task, state, actions)
+            i = int(torch.argmax(returns))
+            if float(returns[i]) > best[1]:
+                best = (actions[i].clone(), float(returns[i]), states[:, i].clone())
+            elites = actions[torch.topk(returns, n_elite).indices]
+            mean = self.momentum * mean + (1 - self.momentum) * elites.mean(0)
+            std = (self.momentum * std + (1 - self.momentum) * elites.std(0, unbiased=False)).clamp_min(self.min_std)
+        # Execute the best sequence seen (what random shooting would do), warm-start from the refitted mean.
+        seq, ret, st = best
+        self._mean_next = mean
+        return seq, ret, st, self._candidates(returns, states), {'final_std': float(std.mean())}
+
+    def plan(self, model, task, state) -> PlanResult:
+        result = super().plan(model, task, state)
+        # The next plan starts from the distribution's mean, not only the executed best sample.
+        self._previous = self._mean_next.clamp(-1.0, 1.0)
+        return result
+
+
+class MPPIPlanner(Planner):
+    """MPPI with warm start: sequences = shifted previous plan + N(0, noise_std^2), clipped to [-1, 1];
+    new plan = average weighted by ``exp((R - max R) / (temperature * (max R - min R)))`` (the temperature is
+    relative to the spread of the returns, so it does not depend on the reward's scale).
+    iterations: refinements per plan (K / iterations samples each). The warm start itself is a sample.
+    """
+    name = 'mppi'
+
+    def __init__(self, action_dim, horizon, num_samples, seed=None, iterations: int = 1,
+                 noise_std: float = 0.5, temperature: float = 0.1, **kwargs):
+        self.iterations = max(1, int(iterations))
+        self.noise_std, self.temperature = float(noise_std), float(temperature)
+        if self.temperature <= 0:
+            raise ValueError(f'mppi: temperature must be > 0, found {temperature}')
+        super().__init__(action_dim, horizon, num_samples, seed, **kwargs)
+
+    def _optimise(self, model, task, state):
+        H, A = self.horizon, self.action_dim
+        n = max(2, self.num_samples // self.iterations)
+        mean = self._shifted_previous()
+        returns = states = None
+        for _ in range(self.iterations):
+            noise = torch.randn(n, H, A, generator=self.generator, dtype=self.dtype) * self.noise_std
+            actions = (mean + noise).clamp(-1.0, 1.0)
+            actions[0] = mean
+            returns, states = self.rollout(model, task, state, actions)
+            spread = (returns.max() - returns.min()).clamp_min(1e-9)
+            w = torch.softmax((returns - returns.max()) / (self.temperature * spread), 0)
+            mean = (w[:, None, None] * actions).sum(0).clamp(-1.0, 1.0)
+        # Predict the recombined plan once more: it is what is executed and shown.
+        ret, st = self.rollout(model, task, state, mean.unsqueeze(0))
+        return mean, ret[0], st[:, 0], self._candidates(returns, states), {}
+
+
+def make_planner(name: str, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,
+                 **kwargs) -> Planner:
+    """A planner by name: random_shooting | cem | mppi (kwargs go to its constructor)."""
+    classes = {'random_shooting': RandomShootingPlanner, 'rs': RandomShootingPlanner,
+               'cem': CEMPlanner, 'mppi': MPPIPlanner}
+    if name not in classes:
+        raise ValueError(f'unknown planner {name!r}; expected one of {list(PLANNERS)}')
+    return classes[name](action_dim, horizon, num_samples, seed, **kwargs)

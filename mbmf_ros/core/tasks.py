@@ -1,0 +1,197 @@
+"""Tasks for the MPC planners (ROS-free): per-step rewards on batches of predicted states.
+
+Every task has ``reward(states, actions, next_states) -> (E, K)`` (float32 torch tensors):
+states (E, K, S) or (K, S), actions (K, A) or (E, K, A) in [-1, 1], next_states (E, K, S); the reward of one
+step of each of K candidates under each of E ensemble members. A planner sums it over the horizon
+(paper Eq. 4). ``update(state)`` is called with the robot's true state (S,) once before each plan.
+
+* ``TrajectoryFollowingTask``: the paper's Alg. 2 (appendix C.1). Per step
+  ``r = -alpha * perp(s') + beta * (proj(s') - proj(s))``, with ``perp`` the distance (m) of (x, y) to the
+  closest segment and ``proj`` the arc length (m) along the path of the projection onto it. Summed over the
+  horizon the progress terms telescope to ``beta * (proj(s_H) - proj(s_0))``, ``s_0`` the true current state:
+  exactly Alg. 2's sum of ``proj_t - proj_{t-1}``. An optional heading term (``heading_weight``, per rad)
+  penalises facing away from the closest segment's direction (used on the real millirobot, DESIGN §2).
+* ``MovingForwardTask``: appendix C.2, ``r = s'[forward velocity] + alive_bonus - ctrl_cost * ||a / scale||^2``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mbmf_ros.core.state import wrap_angle
+from mbmf_ros.core.waypoints import ProgressTracker, TrackingState, WaypointPath
+
+
+class Task:
+    """Base: see the module docstring for the contract."""
+    name = 'task'
+
+    def update(self, state) -> None:  # noqa: B027 - optional hook
+        """Called once per control step with the true state (S,) before planning."""
+
+    def reset(self) -> None:  # noqa: B027 - optional hook
+        """A new episode starts."""
+
+    def reward(self, states, actions, next_states):
+        raise NotImplementedError
+
+
+def _project(xy, starts, vectors, lengths, cum_starts, seg_mask):
+    """Batched projection of points onto segments.
+
+    xy (..., 2); segments: starts/vectors (M, 2), lengths (M,), cum_starts (M,) arc length of each start;
+    seg_mask (M,) bool, the segments allowed. Returns (perp (...,) m, progress (...,) m, segment (...,) long).
+    """
+    rel = xy.unsqueeze(-2) - starts                                      # (..., M, 2)
+    t = ((rel * vectors).sum(-1) / (lengths * lengths)).clamp(0.0, 1.0)  # (..., M)
+    diff = rel - t.unsqueeze(-1) * vectors
+    dist2 = (diff * diff).sum(-1)
+    dist2 = dist2.masked_fill(~seg_mask, float('inf'))
+    d2, seg = dist2.min(-1)
+    prog = cum_starts[seg] + torch.gather(t, -1, seg.unsqueeze(-1)).squeeze(-1) * lengths[seg]
+    return d2.clamp_min(0.0).sqrt(), prog, seg
+
+
+class TrajectoryFollowingTask(Task):
+    """Follow a ``WaypointPath`` (paper Alg. 2).
+
+    alpha: weight of the perpendicular distance, per metre per step. beta: weight of progress along the path,
+    per metre. heading_weight: per radian per step (0 = the paper's reward). lookahead_m: segments considered
+    for "closest" are those from the robot's active segment to ``lookahead_m`` of path ahead (None = all
+    segments from the active one on), measured from the progress so far; the active segment and progress come
+    from a ``ProgressTracker`` fed by ``update``. clamp_progress: limit each step's progress change to the
+    distance moved in that step (a deviation from Alg. 2 that only matters when the closest segment jumps
+    to a later part of the path passing nearby; False = Alg. 2 exactly).
+    With ``path=None`` the task has no reference; ``reward`` then raises.
+    """
+    name = 'trajectory_following'
+
+    def __init__(self, path: WaypointPath | None = None, alpha: float = 1.0, beta: float = 5.0,
+                 heading_weight: float = 0.0, lookahead_m: float | None = None, goal_tolerance_m: float = 0.0,
+                 clamp_progress: bool = True):
+        for label, v in (('alpha', alpha), ('beta', beta), ('heading_weight', heading_weight)):
+            if not math.isfinite(float(v)) or float(v) < 0:
+                raise ValueError(f'TrajectoryFollowingTask: {label} must be finite and >= 0, found {v!r}')
+        self.alpha, self.beta, self.heading_weight = float(alpha), float(beta), float(heading_weight)
+        self.lookahead_m = lookahead_m
+        self.clamp_progress = bool(clamp_progress)
+        self.goal_tolerance_m = goal_tolerance_m
+        self.path: WaypointPath | None = None
+        self.tracker: ProgressTracker | None = None
+        self.tracking: TrackingState | None = None
+        if path is not None:
+            self.set_path(path)
+
+    def set_path(self, path: WaypointPath | None) -> None:
+        """A new reference (or None: no reference). Resets the progress tracking."""
+        self.path = path
+        self.tracking = None
+        if path is None:
+            self.tracker = None
+            return
+        self.tracker = ProgressTracker(path, self.lookahead_m, self.goal_tolerance_m)
+        self._starts, self._vectors, self._lengths, self._cum, self._headings = path.as_tensors()
+        self._update_mask()
+
+    def _update_mask(self) -> None:
+        lo, hi = self.path.segment_window(self.tracker.segment, self.lookahead_m, self.tracker.progress_m)
+        mask = torch.zeros(self.path.num_segments, dtype=torch.bool)
+        mask[lo:hi] = True
+        self._mask = mask
+
+    def reset(self) -> None:
+        if self.tracker is not None:
+            self.tracker.reset()
+            self.tracking = None
+            self._update_mask()
+
+    def update(self, state) -> TrackingState | None:
+        """Advance the progress tracker with the true state (S,) (x, y first). Returns the tracking state."""
+        if self.tracker is None:
+            return None
+        self.tracking = self.tracker.update((float(state[0]), float(state[1])))
+        self._update_mask()
+        return self.tracking
+
+    def measure(self, xy):
+        """(perp (...,) m, progress (...,) m, segment (...,)) of points xy (..., 2) under the current window."""
+        if self.path is None:
+            raise RuntimeError('TrajectoryFollowingTask: no path set (set_path first)')
+        return _project(xy, self._starts, self._vectors, self._lengths, self._cum, self._mask)
+
+    def reward(self, states, actions, next_states):
+        perp1, prog1, seg1 = self.measure(next_states[..., :2])
+        _, prog0, _ = self.measure(states[..., :2])
+        gain = prog1 - prog0
+        if self.clamp_progress:
+            # Progress along the path cannot exceed the distance travelled: a candidate that moves a little
+            # toward a later part of a path passing close by (a U-turn's return leg) gains no shortcut.
+            step = (next_states[..., :2] - states[..., :2]).norm(dim=-1)
+            gain = torch.minimum(torch.maximum(gain, -step), step)
+        r = self.beta * gain - self.alpha * perp1
+        if self.heading_weight:
+            err = wrap_angle(next_states[..., 2] - self._headings[seg1]).abs()
+            r = r - self.heading_weight * err
+        return r
+
+
+class MovingForwardTask(Task):
+    """Moving forward (appendix C.2): ``r = s'[velocity_index] + alive_bonus - ctrl_cost * |a / ctrl_scale|^2``.
+
+    velocity_index: index in the full state of the forward velocity (m/s); ctrl_cost, ctrl_scale: the paper's
+    action penalty (actions normalised to [-1, 1]); alive_bonus: per step. termination: (index, low, high)
+    bounds; a predicted state outside them earns no velocity reward and no alive bonus (the public code's
+    "done" test for the hopper and ant, applied per step since a task is stateless).
+    """
+    name = 'moving_forward'
+
+    def __init__(self, velocity_index: int, ctrl_cost: float = 0.0, alive_bonus: float = 0.0,
+                 ctrl_scale: float = 1.0, termination=()):
+        self.velocity_index = int(velocity_index)
+        self.ctrl_cost = float(ctrl_cost)
+        self.ctrl_scale = float(ctrl_scale)
+        if not self.ctrl_scale > 0:
+            raise ValueError(f'MovingForwardTask: ctrl_scale must be > 0, found {ctrl_scale!r}')
+        self.alive_bonus = float(alive_bonus)
+        self.termination = tuple((int(i), float(lo), float(hi)) for i, lo, hi in termination)
+
+    @classmethod
+    def for_agent(cls, spec) -> 'MovingForwardTask':
+        """From an ``AgentSpec`` (core.agents): its forward_velocity_element, ctrl_cost, ctrl_scale,
+        alive_bonus and termination bounds."""
+        names = list(spec.state_names)
+        if spec.forward_velocity_element not in names:
+            raise ValueError(f'agent {spec.name}: forward_velocity_element {spec.forward_velocity_element!r} '
+                             f'is not a state element; expected one of {names}')
+        bounds = []
+        for element, low, high in getattr(spec, 'termination', ()):
+            if element not in names:
+                raise ValueError(f'agent {spec.name}: termination element {element!r} is not a state element')
+            bounds.append((names.index(element), low, high))
+        return cls(names.index(spec.forward_velocity_element), spec.ctrl_cost, spec.alive_bonus,
+                   getattr(spec, 'ctrl_scale', 1.0), bounds)
+
+    def reward(self, states, actions, next_states):
+        scaled = actions / self.ctrl_scale
+        ctrl = self.ctrl_cost * (scaled * scaled).sum(-1)      # (K,) or (E, K)
+        gain = next_states[..., self.velocity_index] + self.alive_bonus
+        if self.termination:
+            healthy = torch.isfinite(next_states).all(-1)
+            for i, lo, hi in self.termination:
+                v = next_states[..., i]
+                healthy &= (v >= lo) & (v <= hi)
+            gain = torch.where(healthy, gain, torch.zeros_like(gain))
+        return gain - ctrl
+
+
+def make_task(name: str, spec=None, path: WaypointPath | None = None, **kwargs) -> Task:
+    """A task by name: 'trajectory_following' (kwargs: alpha, beta, heading_weight, lookahead_m) or
+    'moving_forward' (from the agent spec ``spec``)."""
+    if name in ('trajectory_following', 'follow', 'tf'):
+        return TrajectoryFollowingTask(path, **kwargs)
+    if name in ('moving_forward', 'forward', 'f'):
+        if spec is None:
+            raise ValueError('make_task: moving_forward needs the agent spec')
+        return MovingForwardTask.for_agent(spec)
+    raise ValueError(f'unknown task {name!r}; expected one of trajectory_following, moving_forward')

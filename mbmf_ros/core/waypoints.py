@@ -1,0 +1,217 @@
+"""Waypoint paths for trajectory following (ROS-free): validation, segments, projection, progress tracking.
+
+A path is a polyline through sparse (x, y) waypoints in metres, in the world frame. It is split into line
+segments (paper, appendix C.1); a point is projected onto the closest segment, which gives
+
+* the cross-track error: the distance (m) from the point to that segment (the paper's ``proj_perp``), and
+* the progress: the arc length (m) along the whole path, from its first waypoint, of the projection (the
+  paper's ``proj_par``, measured along the path rather than along one segment so that its change stays
+  meaningful when the closest segment changes).
+
+``ProgressTracker`` follows a robot along a path: it only moves forward through the segments and looks at
+most ``lookahead_m`` of path ahead, so that a path that comes back near itself (a U-turn, a loop) does not
+make the robot skip to its end.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+DEFAULT_WORLD_FRAMES = ('odom', 'world', 'map')
+# Two consecutive waypoints closer than this (m) make a zero-length segment with no direction.
+MIN_SEGMENT_LENGTH_M = 1e-6
+
+
+class PathError(ValueError):
+    """A path that cannot be followed; the message says which waypoint/field and what was wrong."""
+
+
+def validate_path(points, frame_id: str | None = None, accepted_frames: Iterable[str] | None = None,
+                  source: str = 'path') -> np.ndarray:
+    """Check waypoints and return them as a float64 array of shape (N, 2), metres.
+
+    points: anything array-like of shape (N, 2) (or (N, >=2): only x, y are used, e.g. from poses).
+    frame_id / accepted_frames: when ``accepted_frames`` is given, ``frame_id`` must be one of them.
+    source: names the input in error messages (a file name, a topic).
+    Raises PathError naming the waypoint and the expected/found value: fewer than 2 points, non-finite
+    values, consecutive duplicates (a zero-length segment), an unknown frame.
+    """
+    if accepted_frames is not None:
+        accepted = tuple(accepted_frames)
+        if frame_id not in accepted:
+            raise PathError(f'{source}: unknown frame_id {frame_id!r}; expected one of {list(accepted)}')
+    try:
+        arr = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise PathError(f'{source}: waypoints must be numbers of shape (N, 2): {e}') from None
+    if arr.ndim != 2 or arr.shape[1] < 2:
+        raise PathError(f'{source}: waypoints must have shape (N, 2) [x, y] in metres, found shape {arr.shape}')
+    arr = np.ascontiguousarray(arr[:, :2])
+    if arr.shape[0] < 2:
+        raise PathError(f'{source}: a path needs at least 2 waypoints, found {arr.shape[0]}')
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise PathError(f'{source}: waypoint {i} is not finite: {arr[i].tolist()} '
+                        f'({int(bad.sum())} non-finite waypoint(s) in all)')
+    seg_len = np.linalg.norm(np.diff(arr, axis=0), axis=1)
+    short = seg_len < MIN_SEGMENT_LENGTH_M
+    if short.any():
+        i = int(np.flatnonzero(short)[0])
+        raise PathError(f'{source}: waypoints {i} and {i + 1} are the same point {arr[i].tolist()}; '
+                        f'consecutive waypoints must be at least {MIN_SEGMENT_LENGTH_M} m apart')
+    return arr
+
+
+def transform_points(points, pose) -> np.ndarray:
+    """Points (N, 2) given in the frame of ``pose`` = (x, y, yaw) (m, m, rad), expressed in the world frame."""
+    pts = np.asarray(points, dtype=np.float64)
+    x, y, yaw = (float(v) for v in pose[:3])
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.stack([x + c * pts[:, 0] - s * pts[:, 1], y + s * pts[:, 0] + c * pts[:, 1]], axis=1)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A point projected onto a path. Distances in metres."""
+    segment: int            # index of the closest segment
+    t: float                # position along that segment, 0 (start) .. 1 (end), clamped
+    progress_m: float       # arc length along the path of the projected point
+    cross_track_m: float    # distance from the point to the segment (>= 0)
+    signed_cross_track_m: float  # + when the point is left of the segment's direction
+    closest: tuple          # (x, y) of the projected point
+
+
+class WaypointPath:
+    """A validated polyline: ``points`` (N, 2) m, ``N - 1`` segments.
+
+    Attributes: points (N, 2), starts (M, 2), vectors (M, 2) (end - start), lengths (M,), cumulative (N,)
+    (arc length of each waypoint from the first), length (m), headings (M,) (rad, direction of each segment).
+    """
+
+    def __init__(self, points, frame_id: str = 'odom', accepted_frames: Iterable[str] | None = None,
+                 source: str = 'path'):
+        self.points = validate_path(points, frame_id, accepted_frames, source)
+        self.frame_id = frame_id
+        self.starts = self.points[:-1]
+        self.vectors = np.diff(self.points, axis=0)
+        self.lengths = np.linalg.norm(self.vectors, axis=1)
+        self.cumulative = np.concatenate([[0.0], np.cumsum(self.lengths)])
+        self.length = float(self.cumulative[-1])
+        self.headings = np.arctan2(self.vectors[:, 1], self.vectors[:, 0])
+
+    @property
+    def num_segments(self) -> int:
+        return len(self.lengths)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def segment_window(self, first: int = 0, lookahead_m: float | None = None,
+                       from_m: float | None = None) -> tuple[int, int]:
+        """Segments [first, last) to search: from ``first``, every segment that starts at most ``lookahead_m``
+        of path after the arc length ``from_m`` (default: the end of segment ``first``); always at least
+        ``first`` and ``first + 1``. ``lookahead_m`` None: every segment from ``first`` on."""
+        m = self.num_segments
+        first = int(min(max(first, 0), m - 1))
+        if lookahead_m is None or not math.isfinite(lookahead_m):
+            return first, m
+        base = self.cumulative[first + 1] if from_m is None else max(float(from_m), self.cumulative[first])
+        limit = base + max(float(lookahead_m), 0.0)
+        last = int(np.searchsorted(self.cumulative[:m], limit, side='right'))
+        return first, int(min(max(last, first + 2), m))
+
+    def project(self, xy, first: int = 0, lookahead_m: float | None = None,
+                from_m: float | None = None) -> Projection:
+        """Project one point (x, y) onto the closest segment of the window (see ``segment_window``).
+        Ties go to the earliest segment."""
+        p = np.asarray(xy, dtype=np.float64)[:2]
+        lo, hi = self.segment_window(first, lookahead_m, from_m)
+        starts, vecs, lens = self.starts[lo:hi], self.vectors[lo:hi], self.lengths[lo:hi]
+        rel = p[None, :] - starts
+        t = np.clip((rel * vecs).sum(1) / lens ** 2, 0.0, 1.0)
+        closest = starts + t[:, None] * vecs
+        dist = np.linalg.norm(p[None, :] - closest, axis=1)
+        k = int(np.argmin(dist))
+        i = lo + k
+        cross = vecs[k, 0] * rel[k, 1] - vecs[k, 1] * rel[k, 0]
+        sign = 1.0 if cross >= 0 else -1.0
+        return Projection(segment=i, t=float(t[k]), progress_m=float(self.cumulative[i] + t[k] * lens[k]),
+                          cross_track_m=float(dist[k]), signed_cross_track_m=sign * float(dist[k]),
+                          closest=(float(closest[k, 0]), float(closest[k, 1])))
+
+    def point_at(self, progress_m: float) -> np.ndarray:
+        """The (x, y) point at arc length ``progress_m`` (clamped to [0, length])."""
+        s = min(max(float(progress_m), 0.0), self.length)
+        i = int(min(np.searchsorted(self.cumulative, s, side='right') - 1, self.num_segments - 1))
+        return self.starts[i] + self.vectors[i] * ((s - self.cumulative[i]) / self.lengths[i])
+
+    def as_tensors(self, dtype=None, device=None):
+        """(starts (M, 2), vectors (M, 2), lengths (M,), cumulative starts (M,), headings (M,)) as torch tensors,
+        for the batched reward in ``core.tasks``."""
+        import torch
+        dtype = dtype or torch.float32
+        f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)  # noqa: E731
+        return (f(self.starts), f(self.vectors), f(self.lengths), f(self.cumulative[:-1]), f(self.headings))
+
+
+@dataclass(frozen=True)
+class TrackingState:
+    """Where a robot is along a path."""
+    segment: int
+    num_segments: int
+    progress_m: float          # furthest arc length reached so far (m)
+    progress: float            # progress_m / path length, 0..1
+    path_length_m: float
+    cross_track_m: float       # distance to the active segment now (m)
+    done: bool
+
+
+class ProgressTracker:
+    """Follows a robot along a ``WaypointPath``.
+
+    The active segment only moves forward and is searched within ``lookahead_m`` of path ahead of the progress
+    so far (None: the whole rest of the path); progress is
+    the furthest arc length reached so far. The path is done when that is within ``goal_tolerance_m`` of the
+    path's end (with 0: once the projection reaches the end, i.e. the robot is at or past the last waypoint's
+    normal line).
+    """
+
+    def __init__(self, path: WaypointPath, lookahead_m: float | None = None, goal_tolerance_m: float = 0.0):
+        self.path = path
+        self.lookahead_m = lookahead_m
+        self.goal_tolerance_m = float(goal_tolerance_m)
+        self.reset()
+
+    def reset(self) -> None:
+        self.segment = 0
+        self.progress_m = 0.0
+        self.done = False
+        self.last: Projection | None = None
+
+    def update(self, xy) -> TrackingState:
+        """Advance with the robot's position (x, y) (m) and return the tracking state."""
+        proj = self.path.project(xy, self.segment, self.lookahead_m, self.progress_m)
+        self.last = proj
+        self.segment = proj.segment
+        self.progress_m = max(self.progress_m, proj.progress_m)
+        if self.progress_m >= self.path.length - self.goal_tolerance_m - 1e-9:
+            self.done = True
+        return self.state()
+
+    def state(self) -> TrackingState:
+        length = self.path.length
+        return TrackingState(segment=self.segment, num_segments=self.path.num_segments,
+                             progress_m=self.progress_m, progress=min(self.progress_m / length, 1.0),
+                             path_length_m=length,
+                             cross_track_m=self.last.cross_track_m if self.last else float('nan'),
+                             done=self.done)
+
+
+def path_length(points: Sequence) -> float:
+    """Length (m) of the polyline through ``points`` (N, 2)."""
+    arr = np.asarray(points, dtype=np.float64)
+    return float(np.linalg.norm(np.diff(arr[:, :2], axis=0), axis=1).sum()) if len(arr) > 1 else 0.0

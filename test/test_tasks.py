@@ -1,0 +1,188 @@
+"""Task rewards (core.tasks): the paper's Alg. 2 trajectory following and the moving-forward rewards."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask, make_task
+from mbmf_ros.core.waypoints import WaypointPath
+
+torch.set_num_threads(1)
+L_PATH = [[0.0, 0.0], [1.0, 0.0], [1.0, 2.0]]
+
+
+def _alg2_reference(points, s0_xy, traj_xy, alpha, beta):
+    """Alg. 2 written out as in the paper, one point at a time: closest segment of the whole path, projection;
+    R -= alpha * perp; R += beta * (proj_t - proj_{t-1}), proj measured as arc length along the path."""
+    pts = np.asarray(points, float)
+
+    def project(p):
+        best = None
+        cum = 0.0
+        for a, b in zip(pts[:-1], pts[1:]):
+            v = b - a
+            t = min(max(np.dot(p - a, v) / np.dot(v, v), 0.0), 1.0)
+            d = np.linalg.norm(p - (a + t * v))
+            if best is None or d < best[0]:
+                best = (d, cum + t * np.linalg.norm(v))
+            cum += np.linalg.norm(v)
+        return best
+
+    R = 0.0
+    prev = project(np.asarray(s0_xy))[1]
+    for p in traj_xy:
+        perp, par = project(np.asarray(p))
+        R += -alpha * perp + beta * (par - prev)
+        prev = par
+    return R
+
+
+def _states(xy, yaw=0.0):
+    xy = torch.as_tensor(xy, dtype=torch.float32)
+    yaw_t = torch.full(xy.shape[:-1] + (1,), float(yaw))
+    return torch.cat([xy, yaw_t, torch.zeros(xy.shape[:-1] + (2,))], -1)
+
+
+def test_trajectory_reward_matches_alg2_written_out():
+    rng = np.random.default_rng(0)
+    task = TrajectoryFollowingTask(WaypointPath(L_PATH), alpha=2.0, beta=3.0, clamp_progress=False)
+    s0 = np.array([0.1, 0.05])
+    task.update(np.array([*s0, 0.0, 0.0, 0.0]))
+    K, H = 16, 6
+    traj = s0 + np.cumsum(rng.normal(0.1, 0.08, size=(K, H, 2)), axis=1)
+    total = torch.zeros(1, K)
+    prev = _states(np.broadcast_to(s0, (K, 2)).copy())
+    for t in range(H):
+        nxt = _states(traj[:, t]).unsqueeze(0)
+        r = task.reward(prev, torch.zeros(K, 2), nxt)
+        assert r.shape == (1, K)
+        total += r
+        prev = nxt
+    expected = [_alg2_reference(L_PATH, s0, traj[k], 2.0, 3.0) for k in range(K)]
+    np.testing.assert_allclose(total[0].numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_progress_term_telescopes_to_path_progress():
+    task = TrajectoryFollowingTask(WaypointPath(L_PATH), alpha=0.0, beta=1.0, clamp_progress=False)
+    task.update(np.zeros(5))
+    xs = [(0.0, 0.0), (0.4, 0.0), (0.9, 0.0), (1.0, 0.3), (1.0, 0.8)]
+    total = 0.0
+    for a, b in zip(xs[:-1], xs[1:]):
+        total += float(task.reward(_states([a]), torch.zeros(1, 2), _states([[b]]))[0, 0])
+    assert total == pytest.approx(1.8, abs=1e-5)
+    # Clamped, the corner cut (0.9, 0) -> (1, 0.3) gains only the 0.316 m travelled, not 0.4 m of path.
+    task.clamp_progress = True
+    total = sum(float(task.reward(_states([a]), torch.zeros(1, 2), _states([[b]]))[0, 0])
+                for a, b in zip(xs[:-1], xs[1:]))
+    assert total == pytest.approx(1.8 - 0.4 + math.hypot(0.1, 0.3), abs=1e-5)
+
+
+def test_on_path_forward_beats_off_path_and_backward():
+    task = TrajectoryFollowingTask(WaypointPath(L_PATH), alpha=1.0, beta=5.0)
+    task.update(np.array([0.5, 0.0, 0.0, 0.0, 0.0]))
+    s = _states([[0.5, 0.0]] * 3)
+    nxt = _states([[[0.55, 0.0], [0.55, 0.05], [0.45, 0.0]]])
+    r = task.reward(s, torch.zeros(3, 2), nxt)[0]
+    assert r[0] > r[1] and r[0] > r[2]
+    assert float(r[0]) == pytest.approx(5 * 0.05, abs=1e-6)
+    assert float(r[1]) == pytest.approx(5 * 0.05 - 0.05, abs=1e-6)
+    assert float(r[2]) == pytest.approx(-5 * 0.05, abs=1e-6)
+
+
+def test_ensemble_shapes_broadcast():
+    task = TrajectoryFollowingTask(WaypointPath(L_PATH))
+    task.update(np.zeros(5))
+    s = _states(torch.rand(7, 2))                 # (K, S): the true state broadcast to all members
+    nxt = _states(torch.rand(3, 7, 2))            # (E, K, S)
+    assert task.reward(s, torch.zeros(7, 2), nxt).shape == (3, 7)
+
+
+def test_clamp_progress_blocks_shortcut_to_a_nearby_later_leg():
+    path = WaypointPath([[0, 0], [2, 0], [2, 0.2], [0, 0.2]])   # a U-turn, return leg 0.2 m away
+    s = _states([[0.5, 0.09]])
+    nxt = _states([[[0.5, 0.11]]])                               # 2 cm sideways, now closer to the return leg
+    free = TrajectoryFollowingTask(path, alpha=0.0, beta=1.0, clamp_progress=False)
+    free.update(np.array([0.5, 0.09, 0, 0, 0]))
+    clamped = TrajectoryFollowingTask(path, alpha=0.0, beta=1.0, clamp_progress=True)
+    clamped.update(np.array([0.5, 0.09, 0, 0, 0]))
+    assert float(free.reward(s, torch.zeros(1, 2), nxt)) > 2.0   # Alg. 2: jumps 3 m along the path
+    assert float(clamped.reward(s, torch.zeros(1, 2), nxt)) == pytest.approx(0.02, abs=1e-5)
+    # A short lookahead keeps the return leg out of the closest-segment search altogether.
+    windowed = TrajectoryFollowingTask(path, alpha=0.0, beta=1.0, clamp_progress=False, lookahead_m=0.5)
+    windowed.update(np.array([0.5, 0.09, 0, 0, 0]))
+    assert float(windowed.reward(s, torch.zeros(1, 2), nxt)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_tracker_advances_with_update_and_resets():
+    task = TrajectoryFollowingTask(WaypointPath(L_PATH), lookahead_m=0.5)
+    assert task.update(np.array([0.2, 0.0, 0, 0, 0])).segment == 0
+    st = task.update(np.array([1.0, 0.5, 0, 0, 0]))
+    assert st.segment == 1 and st.progress_m == pytest.approx(1.5)
+    task.reset()
+    assert task.tracker.segment == 0
+
+
+def test_heading_term_penalises_facing_away():
+    task = TrajectoryFollowingTask(WaypointPath(L_PATH), alpha=0.0, beta=0.0, heading_weight=2.0)
+    task.update(np.zeros(5))
+    s = _states([[0.2, 0.0]] * 2)
+    nxt = torch.stack([_states([0.2, 0.0], 0.0), _states([0.2, 0.0], math.pi / 2)]).unsqueeze(0)
+    r = task.reward(s, torch.zeros(2, 2), nxt)[0]
+    assert float(r[0]) == pytest.approx(0.0, abs=1e-6) and float(r[1]) == pytest.approx(-math.pi, abs=1e-5)
+
+
+def test_bad_weights_and_no_path():
+    with pytest.raises(ValueError, match='alpha'):
+        TrajectoryFollowingTask(alpha=float('nan'))
+    with pytest.raises(RuntimeError, match='no path'):
+        TrajectoryFollowingTask().reward(_states([[0, 0]]), torch.zeros(1, 2), _states([[[0, 0]]]))
+
+
+def test_moving_forward_reward_formula():
+    task = MovingForwardTask(velocity_index=3, ctrl_cost=0.1, alive_bonus=1.0)
+    s = torch.zeros(2, 5)
+    nxt = torch.zeros(1, 2, 5)
+    nxt[0, :, 3] = torch.tensor([2.0, -1.0])
+    a = torch.tensor([[1.0, 1.0], [0.5, 0.0]])
+    r = task.reward(s, a, nxt)
+    assert r.shape == (1, 2)
+    np.testing.assert_allclose(r[0].numpy(), [2.0 + 1.0 - 0.2, -1.0 + 1.0 - 0.025], rtol=1e-6)
+
+
+def test_moving_forward_termination_drops_velocity_and_bonus():
+    task = MovingForwardTask(velocity_index=3, alive_bonus=1.0, ctrl_cost=0.5, ctrl_scale=2.0,
+                             termination=[(4, 0.3, 1.0)])
+    nxt = torch.zeros(1, 2, 5)
+    nxt[0, :, 3] = 2.0
+    nxt[0, :, 4] = torch.tensor([0.5, 0.1])       # healthy height, fallen
+    r = task.reward(torch.zeros(2, 5), torch.ones(2, 2), nxt)
+    np.testing.assert_allclose(r[0].numpy(), [3.0 - 0.25, -0.25], rtol=1e-6)
+
+
+def test_moving_forward_from_agent_spec():
+    class Spec:
+        name, state_names = 'toy', ('x', 'y', 'yaw', 'vx', 'vy')
+        forward_velocity_element, ctrl_cost, alive_bonus, ctrl_scale = 'vx', 0.5, 0.0, 50.0
+    task = make_task('moving_forward', Spec())
+    assert task.velocity_index == 3 and task.ctrl_cost == 0.5 and task.ctrl_scale == 50.0
+    Spec.forward_velocity_element = 'speed'
+    with pytest.raises(ValueError, match="'speed' is not a state element"):
+        MovingForwardTask.for_agent(Spec())
+    with pytest.raises(ValueError, match='unknown task'):
+        make_task('dance')
+
+
+def test_moving_forward_for_every_real_agent():
+    agents = pytest.importorskip('mbmf_ros.core.agents')
+    for name in agents.AGENTS:
+        spec = agents.get_agent(name)
+        task = MovingForwardTask.for_agent(spec)
+        S, A = spec.state_dim, spec.action_dim
+        r = task.reward(torch.zeros(4, S), torch.ones(4, A), torch.zeros(2, 4, S))
+        assert r.shape == (2, 4)
+        expected = spec.alive_bonus - spec.ctrl_cost * A / spec.ctrl_scale ** 2
+        healthy = not spec.terminated(np.zeros(S))
+        if not healthy:      # all-zero states are outside the bounds (e.g. cos_pitch = 0): no bonus
+            expected = -spec.ctrl_cost * A / spec.ctrl_scale ** 2
+        assert torch.allclose(r, torch.full((2, 4), expected)), name

@@ -1,0 +1,116 @@
+"""Waypoint paths: validation, projection, progress tracking (core.waypoints, ROS-free)."""
+import math
+
+import numpy as np
+import pytest
+
+from mbmf_ros.core.waypoints import (PathError, ProgressTracker, WaypointPath, path_length, transform_points,
+                                     validate_path)
+
+L_PATH = [[0.0, 0.0], [1.0, 0.0], [1.0, 2.0]]
+
+
+def test_validate_accepts_and_returns_n_by_2():
+    arr = validate_path([[0, 0, 5], [1, 1, 5]])
+    assert arr.shape == (2, 2) and arr.dtype == np.float64
+
+
+@pytest.mark.parametrize('points, needle', [
+    ([[0.0, 0.0]], 'at least 2 waypoints, found 1'),
+    ([], 'shape'),
+    ([[0.0, 0.0], [float('nan'), 1.0]], 'waypoint 1 is not finite'),
+    ([[0.0, 0.0], [1.0, float('inf')], [2.0, 0.0]], 'waypoint 1 is not finite'),
+    ([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]], 'waypoints 1 and 2 are the same point'),
+    ([1.0, 2.0, 3.0], 'shape'),
+    ([['a', 'b'], ['c', 'd']], 'numbers'),
+])
+def test_validate_rejects_bad_paths_naming_the_problem(points, needle):
+    with pytest.raises(PathError, match=needle):
+        validate_path(points, source='test path')
+
+
+def test_validate_checks_frame():
+    validate_path(L_PATH, 'map', ('odom', 'world', 'map'))
+    with pytest.raises(PathError, match=r"unknown frame_id 'base_link'.*odom"):
+        validate_path(L_PATH, 'base_link', ('odom', 'world', 'map'))
+    with pytest.raises(PathError, match="unknown frame_id ''"):
+        validate_path(L_PATH, '', ('odom',))
+
+
+def test_segments_lengths_headings():
+    p = WaypointPath(L_PATH)
+    assert p.num_segments == 2 and len(p) == 3
+    assert p.length == pytest.approx(3.0) == path_length(L_PATH)
+    np.testing.assert_allclose(p.cumulative, [0.0, 1.0, 3.0])
+    np.testing.assert_allclose(p.headings, [0.0, math.pi / 2])
+    np.testing.assert_allclose(p.point_at(2.0), [1.0, 1.0])
+    np.testing.assert_allclose(p.point_at(99.0), [1.0, 2.0])
+
+
+def test_projection_closest_segment_progress_cross_track():
+    p = WaypointPath(L_PATH)
+    pr = p.project((0.5, 0.2))
+    assert pr.segment == 0 and pr.progress_m == pytest.approx(0.5) and pr.cross_track_m == pytest.approx(0.2)
+    assert pr.signed_cross_track_m == pytest.approx(0.2)          # left of the +x direction
+    pr = p.project((1.3, 1.5))
+    assert pr.segment == 1 and pr.progress_m == pytest.approx(2.5) and pr.cross_track_m == pytest.approx(0.3)
+    assert pr.signed_cross_track_m == pytest.approx(-0.3)         # right of the +y direction
+    # Before the start and past the end: clamped to the end points, distance to them.
+    pr = p.project((-1.0, 0.0))
+    assert pr.progress_m == 0.0 and pr.cross_track_m == pytest.approx(1.0)
+    pr = p.project((1.0, 3.0))
+    assert pr.progress_m == pytest.approx(3.0) and pr.cross_track_m == pytest.approx(1.0)
+
+
+def test_lookahead_window_limits_the_search():
+    # A U-turn: out along y=0, back along y=0.2. At (1.5, 0.15) the return leg is closer, but with a short
+    # lookahead from segment 0 it is out of reach.
+    p = WaypointPath([[0, 0], [2, 0], [2, 0.2], [0, 0.2]])
+    assert p.project((0.5, 0.15)).segment == 2
+    assert p.project((0.5, 0.15), first=0, lookahead_m=0.5, from_m=0.5).segment == 0
+    assert p.project((0.5, 0.15), first=0, lookahead_m=0.5).segment == 2    # 0.5 m past segment 0's end
+    assert p.segment_window(0, 0.0) == (0, 2)
+    assert p.segment_window(0, 0.5, from_m=1.0) == (0, 2)
+    assert p.segment_window(0, 0.5, from_m=1.8) == (0, 3)
+    assert p.segment_window(1, None) == (1, 3)
+
+
+def test_tracker_moves_forward_and_finishes():
+    p = WaypointPath([[0, 0], [2, 0], [2, 0.2], [0, 0.2]])
+    tr = ProgressTracker(p, lookahead_m=0.5)
+    xs = np.linspace(0, 2, 21)
+    for x in xs:
+        st = tr.update((x, 0.01))
+        assert st.segment <= 1 and not st.done   # never jumps onto the nearby return leg
+    assert st.progress_m == pytest.approx(2.01)    # on the short middle segment, 1 cm up
+    st = tr.update((2.0, 0.2))
+    assert st.segment in (1, 2)
+    for x in np.linspace(2, -0.05, 30):
+        st = tr.update((x, 0.21))
+    assert st.segment == 2 and st.done and st.progress == pytest.approx(1.0)
+    assert st.cross_track_m == pytest.approx(np.hypot(0.05, 0.01))
+    # Progress is the furthest point reached: walking back does not undo it.
+    before = st.progress_m
+    assert tr.update((1.0, 0.2)).progress_m == before
+    tr.reset()
+    assert tr.state().progress_m == 0.0 and not tr.state().done
+
+
+def test_tracker_goal_tolerance():
+    p = WaypointPath([[0, 0], [1, 0]])
+    tr = ProgressTracker(p, goal_tolerance_m=0.1)
+    assert not tr.update((0.85, 0)).done
+    assert tr.update((0.91, 0)).done
+
+
+def test_transform_points_relative_to_pose():
+    world = transform_points([[1.0, 0.0], [0.0, 1.0]], (2.0, 3.0, math.pi / 2))
+    np.testing.assert_allclose(world, [[2.0, 4.0], [1.0, 3.0]], atol=1e-12)
+
+
+def test_tensors_match_numpy():
+    torch = pytest.importorskip('torch')
+    p = WaypointPath(L_PATH)
+    starts, vecs, lens, cum, heads = p.as_tensors()
+    assert starts.shape == (2, 2) and lens.dtype == torch.float32
+    np.testing.assert_allclose(cum.numpy(), [0.0, 1.0])
