@@ -245,14 +245,16 @@ def _read_any(bag: Path, want_types: set[str]):
 
 
 def _mcap_records(buf, end):
-    """Yield (opcode, content memoryview) of complete MCAP records; stops at a truncated one."""
+    """Yield (opcode, content memoryview, complete) of MCAP records; the last may be truncated (complete
+    False: content is what the file holds of it), nothing after it is read."""
     pos = 0
     while pos + 9 <= end:
         op = buf[pos]
         (n,) = struct.unpack_from('<Q', buf, pos + 1)
         if pos + 9 + n > end:
+            yield op, buf[pos + 9:end], False
             return
-        yield op, buf[pos + 9:pos + 9 + n]
+        yield op, buf[pos + 9:pos + 9 + n], True
         pos += 9 + n
 
 
@@ -269,7 +271,9 @@ def _scan_mcap_prefix(path: Path):
     channels, schemas, msgs = {}, {}, []
 
     def walk(buf, end):
-        for op, c in _mcap_records(buf, end):
+        for op, c, complete in _mcap_records(buf, end):
+            if not complete and op != 0x06:
+                return
             if op == 0x03:
                 (sid,) = struct.unpack_from('<H', c, 0)
                 name, _ = _mstr(c, 2)
@@ -283,9 +287,13 @@ def _scan_mcap_prefix(path: Path):
                 (log_t,) = struct.unpack_from('<Q', c, 6)
                 msgs.append((cid, log_t, bytes(c[22:])))
             elif op == 0x06:
+                if len(c) < 40:
+                    return
                 comp, o = _mstr(c, 28)
                 (n,) = struct.unpack_from('<Q', c, o)
                 raw = bytes(c[o + 8:o + 8 + n])
+                if not complete and comp:
+                    return  # a compressed chunk cut short cannot be decoded
                 if comp == 'zstd':
                     import sys as _sys
                     if _sys.version_info >= (3, 14):
