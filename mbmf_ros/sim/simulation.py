@@ -162,7 +162,11 @@ class Simulation:
             if self.average_rates and self._prev_angles is not None:
                 speed = (d.qpos[qa] - self._prev_angles[name]) / self.spec.dt
             joints[name] = (float(d.qpos[qa]), float(speed))
-        return SensorReading(stamp=self.time, position=d.xpos[self.root].copy(),
+        # Stamps are whole nanoseconds, converted as a ROS stamp is (sec + nanosec * 1e-9): the estimator then
+        # computes bit-identical velocities in process and behind DDS.
+        ns = int(round(self.time * 1e9))
+        stamp = ns // 1_000_000_000 + (ns % 1_000_000_000) * 1e-9
+        return SensorReading(stamp=stamp, position=d.xpos[self.root].copy(),
                              orientation=d.xquat[self.root].copy(), linear_velocity=vel[3:].copy(),
                              angular_velocity=np.array(gyro), joints=joints)
 

@@ -1,0 +1,242 @@
+"""mujoco_bridge: a simulated robot behind the same topics as the hardware bridge.
+
+Publishes per control step, all with the same stamp (sim time, monotonic across episodes):
+  /clock (rosgraph_msgs/Clock), then /odom (nav_msgs/Odometry: root pose in `odom`, twist in `base_link`),
+  /imu (sensor_msgs/Imu: orientation, gyro, accelerometer), /joint_states (sensor_msgs/JointState: the
+  agent's state joints, angle and speed), /mocap/pose (geometry_msgs/PoseStamped), and last
+  /mbmf/episode (mbmf_ros/AgentState carrying only agent, episode, step, terminal and flags
+  ['terminated'|'truncated'|'reset'], no values): how the state estimator and, through it, the recorder and
+  training know episode boundaries.
+Subscribes /mbmf/action (mbmf_ros/ActionCommand). Service /mbmf/reset (mbmf_ros/srv/ResetSim).
+
+Modes (parameter `mode`):
+  lockstep: one control step only when the action answering the last state (same header.stamp) arrives:
+    deterministic, independent of CPU speed. Starts once the graph is connected (sensor topics subscribed,
+    an action publisher, `min_state_subscribers` subscribers of /mbmf/state). After a terminal state the
+    next episode starts at once (`auto_reset`), from the bridge's seeded random stream.
+  realtime: steps on a wall-clock timer at 1/dt (zero-order hold of the latest action; an action older
+    than `action_timeout_s` is replaced by zeros: the watchdog stops the robot).
+Bad actions (wrong length, NaN/inf) are rejected, counted (`rejected_actions` in the log) and replaced by
+zeros (the robot stops).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Imu, JointState
+
+from mbmf_ros import topics as T
+from mbmf_ros.msg import ActionCommand, AgentState
+from mbmf_ros.nodes.common import CONTROL, SENSOR, run_node, sec_to_stamp
+from mbmf_ros.srv import ResetSim
+
+EPISODE = '/mbmf/episode'   # episode/step/terminal of each published sensor set (see module docstring)
+SENSOR_TOPICS = (T.ODOM, T.IMU, T.JOINT_STATES, T.MOCAP_POSE)
+
+
+def stamp_ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+class MujocoBridge(Node):
+    def __init__(self):
+        super().__init__('mujoco_bridge')
+        from mbmf_ros.core.agents import get_agent
+        from mbmf_ros.sim.simulation import Simulation
+        agent = self.declare_parameter('agent', 'hexapod').value
+        self.mode = self.declare_parameter('mode', 'lockstep').value
+        seed = int(self.declare_parameter('seed', 0).value)
+        max_steps = int(self.declare_parameter('max_episode_steps', 0).value)
+        self.max_episodes = int(self.declare_parameter('max_episodes', 0).value)
+        self.min_state_subscribers = int(self.declare_parameter('min_state_subscribers', 1).value)
+        self.action_timeout = float(self.declare_parameter('action_timeout_s', 0.5).value)
+        self.auto_reset = bool(self.declare_parameter('auto_reset', True).value)
+        self.resend_s = float(self.declare_parameter('lockstep_resend_s', 2.0).value)
+        self.settle_s = float(self.declare_parameter('start_settle_s', 0.5).value)
+        if self.mode not in ('lockstep', 'realtime'):
+            raise SystemExit(f'mujoco_bridge: parameter mode: expected lockstep or realtime, found {self.mode!r}')
+        if max_steps < 0 or self.max_episodes < 0:
+            raise SystemExit(f'mujoco_bridge: max_episode_steps and max_episodes must be >= 0, '
+                             f'found {max_steps} and {self.max_episodes}')
+        try:
+            self.spec = get_agent(agent)
+        except ValueError as e:
+            raise SystemExit(f'mujoco_bridge: parameter agent: {e}')
+        self.sim = Simulation(self.spec, max_episode_steps=max_steps or None, seed=seed)
+        self.joint_names = [j.mujoco_joint for j in self.spec.joints]
+
+        self.pub_clock = self.create_publisher(Clock, T.CLOCK, 10)
+        self.pub_odom = self.create_publisher(Odometry, T.ODOM, SENSOR)
+        self.pub_imu = self.create_publisher(Imu, T.IMU, SENSOR)
+        self.pub_joints = self.create_publisher(JointState, T.JOINT_STATES, SENSOR)
+        self.pub_mocap = self.create_publisher(PoseStamped, T.MOCAP_POSE, SENSOR)
+        self.pub_episode = self.create_publisher(AgentState, EPISODE, CONTROL)
+        self.create_subscription(ActionCommand, T.ACTION, self.on_action, CONTROL)
+        self.create_service(ResetSim, T.RESET, self.on_reset)
+
+        self.rejected = 0
+        self.ignored = 0
+        self.steps_total = 0
+        self.episodes_done = 0
+        self.started = False
+        self.stopped = False
+        self.connected_since = None
+        self.last = None              # the last StepResult published
+        self.last_sent_wall = 0.0
+        self.latest_action = None     # realtime: (values, wall time)
+        self.exit_code = None
+        if self.mode == 'lockstep':
+            self.create_timer(0.05, self.lockstep_watch)
+        else:
+            self.create_timer(self.spec.dt, self.realtime_tick)
+        self.get_logger().info(f'{self.spec.name} in {self.mode} mode, dt {self.spec.dt} s, '
+                               f'{self.sim.max_episode_steps} steps per episode, seed {seed}')
+
+    # --- publishing ---------------------------------------------------------------------------------------
+    def publish(self, result, flags=()):
+        r = result.reading
+        stamp = sec_to_stamp(r.stamp)
+        self.pub_clock.publish(Clock(clock=stamp))
+        q = r.orientation
+        odom = Odometry()
+        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, T.WORLD_FRAME, T.BASE_FRAME
+        p = odom.pose.pose
+        p.position.x, p.position.y, p.position.z = (float(v) for v in r.position)
+        p.orientation.w, p.orientation.x, p.orientation.y, p.orientation.z = (float(v) for v in q)
+        tw = odom.twist.twist
+        tw.linear.x, tw.linear.y, tw.linear.z = (float(v) for v in r.linear_velocity)
+        tw.angular.x, tw.angular.y, tw.angular.z = (float(v) for v in r.angular_velocity)
+        self.pub_odom.publish(odom)
+        imu = Imu()
+        imu.header.stamp, imu.header.frame_id = stamp, T.BASE_FRAME
+        imu.orientation = p.orientation
+        imu.angular_velocity = tw.angular
+        a = self.sim.accelerometer()
+        imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = (float(v) for v in a)
+        self.pub_imu.publish(imu)
+        js = JointState()
+        js.header.stamp = stamp
+        js.name = list(self.joint_names)
+        js.position = [float(r.joints[n][0]) for n in self.joint_names]
+        js.velocity = [float(r.joints[n][1]) for n in self.joint_names]
+        self.pub_joints.publish(js)
+        mocap = PoseStamped()
+        mocap.header.stamp, mocap.header.frame_id = stamp, T.WORLD_FRAME
+        mocap.pose = p
+        self.pub_mocap.publish(mocap)
+        ep = AgentState()
+        ep.header.stamp, ep.header.frame_id = stamp, T.WORLD_FRAME
+        ep.agent, ep.episode, ep.step = self.spec.name, self.sim.episode, self.sim.step_count
+        ep.terminal, ep.valid = result.terminal, True
+        ep.flags = list(flags) + (['terminated'] if result.terminated else []) + \
+            (['truncated'] if result.truncated and not result.terminated else [])
+        self.pub_episode.publish(ep)
+        self.last = result
+        self.last_sent_wall = time.monotonic()
+
+    def new_episode(self, seed=None, why='reset'):
+        if self.max_episodes and self.episodes_done >= self.max_episodes:
+            self.stopped = True
+            self.get_logger().info(f'{self.episodes_done} episodes done: stepping stops')
+            return
+        self.publish(self.sim.reset(seed=seed), flags=[why])
+
+    def advance(self, values):
+        result = self.sim.step(values)
+        self.steps_total += 1
+        self.publish(result)
+        if result.terminal:
+            self.episodes_done += 1
+            if self.auto_reset:
+                self.new_episode(why='auto_reset')
+
+    # --- lock-step ----------------------------------------------------------------------------------------
+    def graph_connected(self) -> bool:
+        return (all(self.count_subscribers(t) >= 1 for t in (T.MOCAP_POSE, T.IMU, T.JOINT_STATES, EPISODE))
+                and self.count_publishers(T.ACTION) >= 1
+                and self.count_subscribers(T.STATE) >= self.min_state_subscribers)
+
+    def lockstep_watch(self):
+        if self.stopped:
+            return
+        if not self.started:
+            if not self.graph_connected():
+                self.connected_since = None
+                return
+            # Discovery precedes endpoint matching by a little: wait a short settle time once connected.
+            self.connected_since = self.connected_since or time.monotonic()
+            if time.monotonic() - self.connected_since < self.settle_s:
+                return
+            self.started = True
+            self.get_logger().info('graph connected: lock-step starts')
+            self.new_episode(why='start')
+            return
+        if (self.last is not None and not self.last.terminal and self.resend_s > 0
+                and time.monotonic() - self.last_sent_wall > self.resend_s):
+            self.get_logger().warning(f'no action for step {self.sim.step_count} of episode {self.sim.episode} '
+                                      f'in {self.resend_s} s: sending the state again')
+            self.publish(self.last)
+
+    def check(self, msg):
+        """The action values (action_dim,), or zeros when the action is malformed (counted and logged)."""
+        from mbmf_ros.sim.simulation import check_action
+        a = check_action(np.asarray(msg.values, dtype=np.float64), self.spec.action_dim)
+        if a is None:
+            self.rejected += 1
+            self.get_logger().warning(
+                f'rejected action #{self.rejected} from {msg.source or "?"}: expected {self.spec.action_dim} '
+                f'finite values, found {list(msg.values)}; using zeros (robot stops)',
+                throttle_duration_sec=1.0)
+            return np.zeros(self.spec.action_dim)
+        return a
+
+    def on_action(self, msg: ActionCommand):
+        if self.mode == 'realtime':
+            self.latest_action = (self.check(msg), time.monotonic())
+            return
+        if self.stopped or self.last is None or self.last.terminal:
+            return
+        if stamp_ns(msg.header.stamp) != stamp_ns(sec_to_stamp(self.last.reading.stamp)):
+            self.ignored += 1   # an answer to an older state (e.g. a duplicate after a resend)
+            return
+        self.advance(self.check(msg))
+
+    # --- real time ----------------------------------------------------------------------------------------
+    def realtime_tick(self):
+        if self.stopped:
+            return
+        if self.last is None:
+            self.new_episode(why='start')
+            return
+        action = np.zeros(self.spec.action_dim)
+        if self.latest_action is not None and time.monotonic() - self.latest_action[1] <= self.action_timeout:
+            action = self.latest_action[0]
+        self.advance(action)
+
+    # --- reset service --------------------------------------------------------------------------------------
+    def on_reset(self, request, response):
+        seed = None if request.seed < 0 else int(request.seed)
+        self.started = True
+        self.stopped = False
+        self.new_episode(seed=seed, why='reset')
+        response.success, response.episode = True, self.sim.episode
+        response.message = f'episode {self.sim.episode} started' + (f' with seed {seed}' if seed is not None else '')
+        return response
+
+    def close(self):
+        self.get_logger().info(f'{self.steps_total} steps, {self.episodes_done} episodes, '
+                               f'{self.rejected} rejected actions, {self.ignored} stale actions ignored')
+
+
+def main(args=None):
+    return run_node(lambda: MujocoBridge(), args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

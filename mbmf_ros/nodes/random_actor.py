@@ -1,0 +1,77 @@
+"""random_actor: answers each AgentState with a uniform random ActionCommand in [-1, 1] (paper A.1).
+
+Parameters: agent (action size), seed (int; the same seed and the same sequence of states give the same
+actions), rate_hz (0: lock-step, one action per non-terminal AgentState with its stamp and step; > 0:
+free-running at that rate for the real-time bridge, stamped now), hold_steps (each random action is kept for
+this many steps; 1 = the paper's i.i.d. actions), max_actions (0 = unlimited; then the node exits 0).
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from rclpy.node import Node
+
+from mbmf_ros import topics as T
+from mbmf_ros.msg import ActionCommand, AgentState
+from mbmf_ros.nodes.common import CONTROL, run_node
+
+
+class RandomActor(Node):
+    def __init__(self):
+        super().__init__('random_actor')
+        from mbmf_ros.core.agents import get_agent
+        agent = self.declare_parameter('agent', 'hexapod').value
+        seed = int(self.declare_parameter('seed', 0).value)
+        self.rate_hz = float(self.declare_parameter('rate_hz', 0.0).value)
+        self.hold_steps = int(self.declare_parameter('hold_steps', 1).value)
+        self.max_actions = int(self.declare_parameter('max_actions', 0).value)
+        if self.hold_steps < 1 or self.rate_hz < 0 or self.max_actions < 0:
+            raise SystemExit(f'random_actor: expected hold_steps >= 1, rate_hz >= 0, max_actions >= 0; found '
+                             f'{self.hold_steps}, {self.rate_hz}, {self.max_actions}')
+        try:
+            self.spec = get_agent(agent)
+        except ValueError as e:
+            raise SystemExit(f'random_actor: parameter agent: {e}')
+        self.rng = np.random.default_rng(seed)
+        self.sent = 0
+        self.current = None
+        self.last_state = None
+        self.exit_code = None
+        self.pub = self.create_publisher(ActionCommand, T.ACTION, CONTROL)
+        self.create_subscription(AgentState, T.STATE, self.on_state, CONTROL)
+        if self.rate_hz > 0:
+            self.create_timer(1.0 / self.rate_hz, self.on_timer)
+
+    def next_values(self) -> list:
+        if self.current is None or self.sent % self.hold_steps == 0:
+            self.current = self.rng.uniform(-1.0, 1.0, self.spec.action_dim)
+        return [float(v) for v in self.current]
+
+    def send(self, stamp, step):
+        msg = ActionCommand()
+        msg.header.stamp = stamp
+        msg.values = self.next_values()
+        msg.step = step
+        msg.source = 'random'
+        self.pub.publish(msg)
+        self.sent += 1
+        if self.max_actions and self.sent >= self.max_actions:
+            self.exit_code = 0
+
+    def on_state(self, msg: AgentState):
+        self.last_state = msg
+        if self.rate_hz == 0 and not msg.terminal:
+            self.send(msg.header.stamp, msg.step)
+
+    def on_timer(self):
+        step = self.last_state.step if self.last_state is not None else 0
+        self.send(self.get_clock().now().to_msg(), step)
+
+
+def main(args=None):
+    return run_node(lambda: RandomActor(), args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""state_estimator: builds mbmf_ros/AgentState on /mbmf/state from the sensor topics, by the agent spec.
+
+The same node serves the simulator and the real robot (the maths is ``core.estimation.StateEstimator``):
+pose from /mocap/pose (or /odom, parameter `pose_source`), twist from /odom when the agent's
+velocity_source is 'twist', else filtered pose differences; gyro from /imu; joint angles and speeds from
+/joint_states (by joint name).
+
+Triggers (parameter `trigger`):
+  episode: one state per /mbmf/episode message (the mujoco_bridge's lock-step and real-time modes), built
+    from the sensor messages with exactly that stamp; episode/step/terminal are copied from it. A sensor
+    still missing `max_wait_s` after its episode message is flagged and its last value held.
+  rate: one state per 1/`rate_hz` s from the latest sensor messages (a robot without episode messages);
+    a sensor older than `max_age_s` is flagged stale. Episode stays 0 and step counts up.
+Values are never NaN: missing sensors hold their last value and set valid=false with a flag naming them.
+"""
+from __future__ import annotations
+
+import collections
+import sys
+import time
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from sensor_msgs.msg import Imu, JointState
+
+from mbmf_ros import topics as T
+from mbmf_ros.msg import AgentState
+from mbmf_ros.nodes.common import CONTROL, SENSOR, run_node, stamp_to_sec
+from mbmf_ros.nodes.mujoco_bridge import EPISODE, stamp_ns
+
+
+class StateEstimatorNode(Node):
+    def __init__(self):
+        super().__init__('state_estimator')
+        from mbmf_ros.core.agents import get_agent
+        from mbmf_ros.core.estimation import StateEstimator
+        agent = self.declare_parameter('agent', 'hexapod').value
+        self.trigger = self.declare_parameter('trigger', 'episode').value
+        self.rate_hz = float(self.declare_parameter('rate_hz', 20.0).value)
+        self.pose_source = self.declare_parameter('pose_source', 'mocap').value
+        velocity_source = self.declare_parameter('velocity_source', '').value
+        alpha = float(self.declare_parameter('velocity_filter_alpha', -1.0).value)
+        max_age = float(self.declare_parameter('max_age_s', -1.0).value)
+        self.max_wait = float(self.declare_parameter('max_wait_s', 0.5).value)
+        if self.trigger not in ('episode', 'rate'):
+            raise SystemExit(f'state_estimator: parameter trigger: expected episode or rate, found {self.trigger!r}')
+        if self.pose_source not in ('mocap', 'odom'):
+            raise SystemExit(f'state_estimator: parameter pose_source: expected mocap or odom, '
+                             f'found {self.pose_source!r}')
+        try:
+            self.spec = get_agent(agent)
+            self.est = StateEstimator(self.spec, velocity_source=velocity_source or None,
+                                      velocity_filter_alpha=None if alpha < 0 else alpha,
+                                      max_age=None if max_age < 0 else max_age)
+        except ValueError as e:
+            raise SystemExit(f'state_estimator: {e}')
+        self.need = {'pose': self.pose_source, 'imu': 'imu', 'joints': 'joints'}
+        if self.est.velocity_source == 'twist':
+            self.need['twist'] = 'odom'
+        # stamp (ns) -> {'mocap'|'odom'|'imu'|'joints': msg}; bounded so a dead topic cannot grow memory
+        self.buffer = collections.OrderedDict()
+        self.latest = {}
+        self.pending = collections.OrderedDict()   # stamp (ns) -> (episode msg, wall time received)
+        self.sent = collections.OrderedDict()      # stamp (ns) -> AgentState published (for resends)
+        self.step = 0
+        self.pub = self.create_publisher(AgentState, T.STATE, CONTROL)
+        self.create_subscription(PoseStamped, T.MOCAP_POSE, lambda m: self.on_sensor('mocap', m), SENSOR)
+        self.create_subscription(Odometry, T.ODOM, lambda m: self.on_sensor('odom', m), SENSOR)
+        self.create_subscription(Imu, T.IMU, lambda m: self.on_sensor('imu', m), SENSOR)
+        self.create_subscription(JointState, T.JOINT_STATES, lambda m: self.on_sensor('joints', m), SENSOR)
+        if self.trigger == 'episode':
+            self.create_subscription(AgentState, EPISODE, self.on_episode, CONTROL)
+            self.create_timer(0.05, self.flush_late)
+        else:
+            self.create_timer(1.0 / self.rate_hz, self.on_rate)
+        self.get_logger().info(f'{self.spec.name}: trigger {self.trigger}, pose from {self.pose_source}, '
+                               f'velocity from {self.est.velocity_source}')
+
+    # --- inputs -----------------------------------------------------------------------------------------
+    def on_sensor(self, kind, msg):
+        key = stamp_ns(msg.header.stamp)
+        self.latest[kind] = msg
+        self.buffer.setdefault(key, {})[kind] = msg
+        while len(self.buffer) > 200:
+            self.buffer.popitem(last=False)
+        if key in self.pending:
+            self.try_emit(key)
+
+    def on_episode(self, msg: AgentState):
+        key = stamp_ns(msg.header.stamp)
+        if key in self.sent:   # the bridge sent this step again (its lock-step resend): so do we
+            self.pub.publish(self.sent[key])
+            return
+        self.pending[key] = (msg, time.monotonic())
+        self.try_emit(key)
+
+    def have_all(self, got: dict) -> bool:
+        return all(src in got for src in self.need.values())
+
+    def try_emit(self, key, force=False):
+        got = self.buffer.get(key, {})
+        if not (force or self.have_all(got)):
+            return
+        # Emit in stamp order: an older pending step goes first (it is complete or late by now).
+        for older in [k for k in self.pending if k < key]:
+            self.try_emit(older, force=True)
+        ep, _ = self.pending.pop(key)
+        ages = {}
+        if not self.have_all(got):
+            missing = [s for s in self.need.values() if s not in got]
+            got = dict(got)
+            for s in missing:
+                if s in self.latest:
+                    got[s] = self.latest[s]
+        if ep.step == 0:
+            self.est.reset()
+        state = self.build(stamp_to_sec(ep.header.stamp), got, ages)
+        state.header = ep.header
+        state.episode, state.step, state.terminal = ep.episode, ep.step, ep.terminal
+        state.flags = list(state.flags) + [f for f in ep.flags if f not in ('reset', 'start', 'auto_reset')]
+        self.pub.publish(state)
+        self.sent[key] = state
+        while len(self.sent) > 50:
+            self.sent.popitem(last=False)
+        self.buffer.pop(key, None)
+
+    def flush_late(self):
+        now = time.monotonic()
+        for key, (_, t) in list(self.pending.items()):
+            if key in self.pending and now - t > self.max_wait:
+                self.try_emit(key, force=True)
+
+    def on_rate(self):
+        now = self.get_clock().now().nanoseconds * 1e-9
+        ages = {}
+        for s, msg in self.latest.items():
+            ages[s] = max(0.0, now - stamp_to_sec(msg.header.stamp))
+        state = self.build(now, dict(self.latest), ages)
+        state.header.stamp = self.get_clock().now().to_msg()
+        state.header.frame_id = T.WORLD_FRAME
+        state.step = self.step
+        self.step += 1
+        self.pub.publish(state)
+
+    # --- the estimate -------------------------------------------------------------------------------------
+    def build(self, stamp: float, got: dict, ages: dict) -> AgentState:
+        from mbmf_ros.core.estimation import SensorReading
+        r = SensorReading(stamp=stamp, joints={})
+        r.ages = {}
+        pose_msg = got.get(self.pose_source)
+        if pose_msg is not None:
+            pose = pose_msg.pose.pose if self.pose_source == 'odom' else pose_msg.pose
+            r.position = np.array([pose.position.x, pose.position.y, pose.position.z])
+            o = pose.orientation
+            r.orientation = np.array([o.w, o.x, o.y, o.z])
+            r.ages['position'] = r.ages['orientation'] = ages.get(self.pose_source, 0.0)
+        odom = got.get('odom')
+        if odom is not None:
+            v = odom.twist.twist.linear
+            r.linear_velocity = np.array([v.x, v.y, v.z])
+            r.ages['linear_velocity'] = ages.get('odom', 0.0)
+        imu = got.get('imu')
+        if imu is not None:
+            w = imu.angular_velocity
+            r.angular_velocity = np.array([w.x, w.y, w.z])
+            r.ages['angular_velocity'] = ages.get('imu', 0.0)
+        js = got.get('joints')
+        if js is not None:
+            for i, name in enumerate(js.name):
+                pos = js.position[i] if i < len(js.position) else float('nan')
+                vel = js.velocity[i] if i < len(js.velocity) else 0.0
+                r.joints[name] = (pos, vel)
+                r.ages[f'joint {name}'] = ages.get('joints', 0.0)
+        e = self.est.update(r)
+        msg = AgentState()
+        msg.agent = self.spec.name
+        msg.names = list(self.spec.state_names)
+        msg.values = [float(v) for v in e.values]
+        msg.valid = e.valid
+        msg.flags = list(e.flags)
+        return msg
+
+
+def main(args=None):
+    return run_node(lambda: StateEstimatorNode(), args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

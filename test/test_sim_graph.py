@@ -1,0 +1,117 @@
+"""The simulated robot over real DDS: mujoco_bridge -> state_estimator -> random_actor in lock-step.
+
+Lock-step over DDS must reproduce the in-process simulation exactly (same seeds, same states, bit for bit),
+episodes must have T+1 states and T actions with matching stamps, and bad actions must stop the robot.
+"""
+import sys
+
+import numpy as np
+import pytest
+
+from mbmf_ros import topics as T
+
+STEPS = 25
+
+
+def _states_by_episode(states):
+    out = {}
+    for m in states:
+        out.setdefault(m.episode, []).append(m)
+    return out
+
+
+def test_lockstep_graph_reproduces_in_process_simulation(ros, procs):
+    from mbmf_ros.msg import ActionCommand, AgentState
+    from mbmf_ros.sim.simulation import Simulation
+    states = ros.collect(AgentState, T.STATE)
+    actions = ros.collect(ActionCommand, T.ACTION)
+    procs.node('state_estimator', params={'agent': 'hexapod'})
+    procs.node('random_actor', params={'agent': 'hexapod', 'seed': 5})
+    # this test listens too: see the actor and estimator before the bridge starts the (fast) exchange
+    ros.wait_for_publishers(T.ACTION, 1, 30)
+    ros.wait_for_publishers(T.STATE, 1, 30)
+    procs.node('mujoco_bridge', params={'agent': 'hexapod', 'seed': 3, 'max_episode_steps': STEPS,
+                                        'max_episodes': 2, 'min_state_subscribers': 2})
+    ros.spin_until(lambda: sum(m.terminal for m in states) >= 2, 60, 'two terminal states')
+    ros.spin_for(0.3)   # nothing more may come: the bridge stops after max_episodes
+    episodes = _states_by_episode(states)
+    assert sorted(episodes) == [0, 1]
+    sim = Simulation('hexapod', max_episode_steps=STEPS, seed=3)
+    rng = np.random.default_rng(5)
+    by_stamp = {(a.header.stamp.sec, a.header.stamp.nanosec): a for a in actions}
+    assert len(actions) == 2 * STEPS
+    for ep in (0, 1):
+        got = episodes[ep]
+        assert [m.step for m in got] == list(range(STEPS + 1))
+        assert [m.terminal for m in got] == [False] * STEPS + [True]
+        assert all(m.valid and not m.flags for m in got[:-1]), [m.flags for m in got if m.flags]
+        result = sim.reset()
+        for k, m in enumerate(got):
+            np.testing.assert_array_equal(np.array(m.values), result.estimate.values,
+                                          err_msg=f'episode {ep} step {k}')
+            if k < STEPS:
+                a = by_stamp[(m.header.stamp.sec, m.header.stamp.nanosec)]
+                assert a.step == k
+                expected = rng.uniform(-1, 1, 2)
+                np.testing.assert_allclose(a.values, expected, rtol=1e-6)   # float32 on the wire
+                result = sim.step(np.array(a.values, dtype=np.float64))
+    stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in states]
+    assert np.all(np.diff(stamps) > 0)
+    assert tuple(states[0].names) == sim.spec.state_names
+
+
+def test_bad_actions_are_rejected_counted_and_stop_the_robot(ros, procs):
+    from mbmf_ros.core.agents import get_agent
+    from mbmf_ros.msg import ActionCommand, AgentState
+    spec = get_agent('hexapod')
+    states = ros.collect(AgentState, T.STATE)
+    pub = ros.node.create_publisher(ActionCommand, T.ACTION, __import__('mbmf_ros.nodes.common',
+                                                                         fromlist=['CONTROL']).CONTROL)
+    procs.node('mujoco_bridge', params={'agent': 'hexapod', 'seed': 0, 'lockstep_resend_s': 0.0})
+    procs.node('state_estimator', params={'agent': 'hexapod'})
+
+    def answer(values):
+        n = len(states)
+        last = states[-1]
+        msg = ActionCommand(values=[float(v) for v in values], step=last.step, source='test')
+        msg.header.stamp = last.header.stamp
+        pub.publish(msg)
+        ros.spin_until(lambda: len(states) > n, 20, f'the state after action {values}')
+
+    ros.spin_until(lambda: states, 30, 'the first state')
+    for _ in range(6):
+        answer([1.0, 1.0])
+    speed = spec.index('left_crank_speed')
+    assert states[-1].values[speed] > 5.0
+    answer([1.0])                       # wrong length
+    answer([float('nan'), 1.0])         # NaN
+    for _ in range(4):
+        answer([1.0, 1.0, 1.0])
+    assert abs(states[-1].values[speed]) < 1.0, 'rejected actions must stop the motors'
+    assert all(np.all(np.isfinite(m.values)) for m in states)
+    procs.stop('mujoco_bridge')
+    log = procs.output('mujoco_bridge')
+    assert 'rejected action' in log and '6 rejected actions' in log, log[-2000:]
+
+
+def test_realtime_mode_runs_without_actions_and_reset_service(ros, procs):
+    from mbmf_ros.msg import AgentState
+    from mbmf_ros.srv import ResetSim
+    states = ros.collect(AgentState, T.STATE)
+    procs.node('mujoco_bridge', params={'agent': 'half_cheetah', 'mode': 'realtime'})
+    procs.node('state_estimator', params={'agent': 'half_cheetah'})
+    ros.spin_until(lambda: len(states) >= 20, 30, '20 states from the free-running bridge')
+    client = ros.node.create_client(ResetSim, T.RESET)
+    ros.wait_for_service(client, 20)
+    reply = ros.call(client, ResetSim.Request(seed=4))
+    assert reply.success and reply.episode == 1
+    ros.spin_until(lambda: any(m.episode == 1 for m in states), 10, 'a state of the new episode')
+    first = next(m for m in states if m.episode == 1)
+    assert first.step == 0 and len(first.values) == 21
+
+
+def test_unknown_agent_is_an_error_listing_the_known_ones(procs, ros_env):
+    proc = procs.node('mujoco_bridge', params={'agent': 'quadcopter'})
+    assert proc.wait(30) != 0
+    out = procs.output('mujoco_bridge')
+    assert 'quadcopter' in out and 'hexapod' in out and 'half_cheetah' in out
