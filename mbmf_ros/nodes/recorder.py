@@ -292,10 +292,26 @@ class Recorder(Node):
             if b is not None:
                 b.flush()
 
+    def _drain(self):
+        """Take what DDS already delivered but the executor has not handed out yet (a SIGINT arrives between
+        spins): received messages are never lost on shutdown."""
+        for topic, (sub, _) in list(self.subs.items()):
+            if sub is None:
+                continue
+            for _ in range(100000):
+                try:
+                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
+                except Exception:  # handle already gone (context torn down): nothing more to take
+                    break
+                if taken is None:
+                    break
+                self._on_message(topic, taken[0])
+
     def close(self):
         """Finish every open bag (index, summary, metadata.yaml) so that it is complete and readable."""
         if self._closed:
             return
+        self._drain()
         self._closed = True
         for items in self.held_actions.values():
             self.pending.extend(items) if self.bag is None else [self.bag.write(*it) for it in items]
