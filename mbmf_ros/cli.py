@@ -9,6 +9,7 @@ import sys
 COMMANDS = {
     'launch': 'mbmf_ros.commands.launch',
     'demo': 'mbmf_ros.commands.demo',
+    'collect': 'mbmf_ros.commands.collect',
 }
 
 

@@ -107,3 +107,37 @@ def resolve_arguments(graph: GraphDesc, given: dict) -> dict:
     values = {name: default for name, (default, _help) in graph.arguments.items()}
     values.update(given)
     return values
+
+
+# --- random data collection (SIM engineer) -------------------------------------------------------------------
+def _collect_nodes(args: dict) -> list:
+    """mujoco_bridge (lock-step) -> state_estimator -> random_actor, recorder writing one bag per rollout.
+    The recorder is the node whose exit (after `rollouts` terminal states) ends the graph."""
+    rollouts, steps, seed = int(args['rollouts']), int(args['steps']), int(args['seed'])
+    if rollouts < 1 or steps < 1:
+        raise ValueError(f'collect: rollouts and steps must be >= 1, found {rollouts} and {steps}')
+    agent = args['agent']
+    return [
+        NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=[{
+            'agent': agent, 'mode': 'lockstep', 'seed': seed, 'max_episode_steps': steps,
+            'max_episodes': rollouts, 'min_state_subscribers': 2}]),
+        NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}]),
+        NodeDesc('random_actor', 'random_actor', parameters=[{
+            'agent': agent, 'seed': seed + 1_000_003, 'hold_steps': int(args['hold_steps'])}]),
+        NodeDesc('recorder', 'recorder', parameters=[{
+            'output_dir': resolve_path(args['out']), 'split_by_episode': True, 'stop_after_episodes': rollouts}]),
+    ]
+
+
+register(GraphDesc(
+    name='collect',
+    description='Random data collection in lock-step over DDS: bridge, estimator, random actor, recorder '
+                '(one bag per rollout; ends after the last rollout).',
+    arguments={'agent': ('hexapod', 'agent name'),
+               'rollouts': ('3', 'rollouts (episodes) to record'),
+               'steps': ('200', 'control steps per rollout (fewer when the agent terminates)'),
+               'out': ('bags/random', 'output folder: <out>/episode_NNNN per rollout'),
+               'seed': ('0', 'seed of the start states and of the random actions'),
+               'hold_steps': ('1', 'keep each random action this many steps (1 = i.i.d., the paper)')},
+    nodes=_collect_nodes,
+))

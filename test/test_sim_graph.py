@@ -115,3 +115,44 @@ def test_unknown_agent_is_an_error_listing_the_known_ones(procs, ros_env):
     assert proc.wait(30) != 0
     out = procs.output('mujoco_bridge')
     assert 'quadcopter' in out and 'hexapod' in out and 'half_cheetah' in out
+
+
+def _collect(out, env, seed=1):
+    import subprocess
+    return subprocess.run([sys.executable, '-m', 'mbmf_ros.cli', 'collect', '--agent', 'hexapod', '--rollouts',
+                           '3', '--steps', '200', '--seed', str(seed), '--out', str(out)],
+                          env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_collect_twice_gives_identical_bags_with_the_requested_steps(tmp_path, ros_env):
+    from mbmf_ros.io.bags import find_bags, load_trajectories
+    runs = []
+    for name in ('a', 'b'):
+        res = _collect(tmp_path / name, ros_env)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        bags = find_bags([tmp_path / name])
+        assert [b.name for b in bags] == ['episode_0000', 'episode_0001', 'episode_0002']
+        per_bag = []
+        for bag in bags:
+            trajs, report = load_trajectories([bag])
+            assert len(trajs) == 1, report.summary()
+            t = trajs[0]
+            assert t.num_transitions == 200 and len(t.states) == 201, report.summary()
+            assert np.all(np.isfinite(t.states)) and np.all(np.abs(t.actions) <= 1)
+            per_bag.append(t)
+        runs.append(per_bag)
+    for ta, tb in zip(*runs):
+        np.testing.assert_array_equal(ta.states, tb.states)
+        np.testing.assert_array_equal(ta.actions, tb.actions)
+        np.testing.assert_array_equal(ta.stamps, tb.stamps)
+    assert not np.array_equal(runs[0][0].states, runs[0][1].states)   # rollouts differ from each other
+    # an existing output is never overwritten
+    res = _collect(tmp_path / 'a', ros_env)
+    assert res.returncode == 2 and 'already holds' in res.stderr
+
+
+def test_collect_rejects_an_unknown_agent(tmp_path, ros_env):
+    import subprocess
+    res = subprocess.run([sys.executable, '-m', 'mbmf_ros.cli', 'collect', '--agent', 'quadcopter', '--out',
+                          str(tmp_path)], env=ros_env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and 'hexapod' in res.stderr and 'quadcopter' in res.stderr
