@@ -114,3 +114,16 @@ def test_pose_difference_velocity_matches_motion():
     e = est.update(SensorReading(0.05, d, q, None, np.zeros(3), joints))
     assert e.values[spec.index('vx')] == pytest.approx(0.2) and abs(e.values[spec.index('vy')]) < 1e-12
     assert e.values[2] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize('name', sorted(AGENTS))
+def test_config_file_agrees_with_the_spec(name):
+    import pathlib
+
+    import yaml
+    cfg = yaml.safe_load((pathlib.Path(__file__).resolve().parent.parent / 'config' / f'{name}.yaml').read_text())
+    spec = get_agent(name)
+    assert cfg['agent'] == name and cfg['dt'] == spec.dt
+    assert cfg['planner'] == spec.planner_defaults and cfg['planner_forward'] == spec.forward_planner_defaults
+    assert cfg['sim']['frame_skip'] == spec.frame_skip
+    assert cfg['estimator']['velocity_source'] == spec.velocity_source

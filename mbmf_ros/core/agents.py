@@ -155,7 +155,7 @@ HEXAPOD = AgentSpec(
     forward_planner_defaults={'num_samples': 1000, 'horizon': 4},
     # steering_gain: the motor board's mixing, target = mean + gain * half-difference of the two commands,
     # so that (1, -1) turns at ~3 rad/s instead of ~5 (DESIGN: turning on the spot is otherwise too fast).
-    sim={'steering_gain': 0.6, 'average_rates': True, 'start_height': None},
+    sim={'steering_gain': 0.6, 'average_rates': True},
 )
 
 SWIMMER = AgentSpec(
