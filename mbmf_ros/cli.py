@@ -10,6 +10,8 @@ COMMANDS = {
     'launch': 'mbmf_ros.commands.launch',
     'demo': 'mbmf_ros.commands.demo',
     'collect': 'mbmf_ros.commands.collect',
+    'train': 'mbmf_ros.commands.train',
+    'plot-model': 'mbmf_ros.commands.plot_model',
 }
 
 
