@@ -42,6 +42,9 @@ class RandomActor(Node):
         self.create_subscription(AgentState, T.STATE, self.on_state, CONTROL)
         if self.rate_hz > 0:
             self.create_timer(1.0 / self.rate_hz, self.on_timer)
+        self.get_logger().info(f'{self.spec.name}: uniform random actions in [-1, 1]^{self.spec.action_dim}, seed '
+                               f'{seed}, ' + (f'{self.rate_hz} Hz' if self.rate_hz else 'one per state (lock-step)')
+                               + (f', held {self.hold_steps} steps' if self.hold_steps > 1 else ''))
 
     def next_values(self) -> list:
         if self.current is None or self.sent % self.hold_steps == 0:
