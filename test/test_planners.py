@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mbmf_ros.core.planners import (CEMPlanner, MPPIPlanner, RandomShootingPlanner, make_planner)
+from mbmf_ros.core.planners import CEMPlanner, MPPIPlanner, RandomShootingPlanner, make_planner
 from mbmf_ros.core.state import apply_delta
 from mbmf_ros.core.tasks import MovingForwardTask, Task, TrajectoryFollowingTask
 from mbmf_ros.core.waypoints import WaypointPath

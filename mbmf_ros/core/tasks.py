@@ -99,6 +99,7 @@ class TrajectoryFollowingTask(Task):
         mask = torch.zeros(self.path.num_segments, dtype=torch.bool)
         mask[lo:hi] = True
         self._mask = mask
+        self._cache = None      # (next_states tensor, its progress): the next step's ``states``
 
     def reset(self) -> None:
         if self.tracker is not None:
@@ -122,7 +123,11 @@ class TrajectoryFollowingTask(Task):
 
     def reward(self, states, actions, next_states):
         perp1, prog1, seg1 = self.measure(next_states[..., :2])
-        _, prog0, _ = self.measure(states[..., :2])
+        if self._cache is not None and self._cache[0] is states:
+            prog0 = self._cache[1]          # a planner passes step t's next_states as step t+1's states
+        else:
+            _, prog0, _ = self.measure(states[..., :2])
+        self._cache = (next_states, prog1)
         gain = prog1 - prog0
         if self.clamp_progress:
             # Progress along the path cannot exceed the distance travelled: a candidate that moves a little

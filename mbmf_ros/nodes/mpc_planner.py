@@ -1,0 +1,287 @@
+"""mpc_planner: model predictive control with the learned dynamics model (paper Sec. IV-C, Alg. 2).
+
+Answers every non-terminal AgentState with exactly one ActionCommand (header.stamp and step copied: the
+lock-step pairing), planned with random shooting, CEM or MPPI over the latest dynamics model.
+
+Subscribes
+  /mbmf/state (mbmf_ros/AgentState), /mbmf/reference (nav_msgs/Path, latched; empty = no reference),
+  /mbmf/model (mbmf_ros/ModelInfo, latched): the checkpoint is loaded in a background thread and swapped in
+  between two steps, so no step waits for it. A model for another agent or state/action layout is refused
+  (logged) and the current one kept.
+Publishes
+  /mbmf/action (mbmf_ros/ActionCommand, source 'mpc' or 'zero'), /mbmf/mpc_status (mbmf_ros/MpcStatus, one
+  per answered state), /mbmf/predicted_path (nav_msgs/Path, frame odom: the chosen plan's predicted poses).
+A zero action is sent, with the reason in MpcStatus, when: there is no model, no reference (trajectory
+following), the state is stale (older than stale_after_periods control periods by the node clock, the
+/clock with use_sim_time), its layout is not the agent's, it has non-finite values, or the path is done.
+Parameters
+  agent (hexapod), task (trajectory_following | moving_forward), planner (random_shooting | cem | mppi),
+  num_samples K and horizon H (0: the agent's defaults, paper appendix A.3), alpha (1.0, per m per step),
+  beta (5.0, per m of progress), heading_weight (0.0, per rad per step), lookahead_m (0.5, m of path ahead
+  searched for the closest segment; <= 0: all), clamp_progress (true), seed (0; -1: random), model_path
+  ('' : wait for /mbmf/model), stale_after_periods (2.0), num_threads (0: torch's default), world_frames
+  ([odom, world, map]).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+
+import numpy as np
+from nav_msgs.msg import Path
+from rclpy.node import Node
+
+from mbmf_ros import topics as T
+from mbmf_ros.core.waypoints import DEFAULT_WORLD_FRAMES, PathError, WaypointPath
+from mbmf_ros.msg import ActionCommand, AgentState, ModelInfo, MpcStatus
+from mbmf_ros.nodes.common import CONTROL, LATCHED, run_node, stamp_to_sec
+from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
+
+
+class MpcPlanner(Node):
+    def __init__(self):
+        super().__init__('mpc_planner')
+        import torch
+
+        from mbmf_ros.core.agents import get_agent
+        from mbmf_ros.core.planners import PLANNERS, make_planner
+        from mbmf_ros.core.tasks import TrajectoryFollowingTask, make_task
+
+        p = lambda name, default: self.declare_parameter(name, default).value  # noqa: E731
+        agent = p('agent', 'hexapod')
+        self.task_name = p('task', 'trajectory_following')
+        self.planner_name = p('planner', 'random_shooting')
+        num_samples, horizon = int(p('num_samples', 0)), int(p('horizon', 0))
+        alpha, beta, heading = float(p('alpha', 1.0)), float(p('beta', 5.0)), float(p('heading_weight', 0.0))
+        lookahead = float(p('lookahead_m', 0.5))
+        clamp_progress = bool(p('clamp_progress', True))
+        seed = int(p('seed', 0))
+        model_path = p('model_path', '')
+        self.stale_after_periods = float(p('stale_after_periods', 2.0))
+        num_threads = int(p('num_threads', 0))
+        self.world_frames = tuple(p('world_frames', list(DEFAULT_WORLD_FRAMES)))
+        try:
+            self.spec = get_agent(agent)
+        except ValueError as e:
+            raise SystemExit(f'mpc_planner: parameter agent: {e}')
+        if self.planner_name not in PLANNERS:
+            raise SystemExit(f'mpc_planner: parameter planner: expected one of {list(PLANNERS)}, found '
+                             f'{self.planner_name!r}')
+        defaults = self.spec.planner_defaults if self.task_name == 'trajectory_following' \
+            else getattr(self.spec, 'forward_planner_defaults', self.spec.planner_defaults)
+        self.num_samples = num_samples or int(defaults['num_samples'])
+        self.horizon = horizon or int(defaults['horizon'])
+        if self.num_samples < 1 or self.horizon < 1 or not self.stale_after_periods > 0:
+            raise SystemExit(f'mpc_planner: expected num_samples >= 1, horizon >= 1, stale_after_periods > 0; '
+                             f'found {self.num_samples}, {self.horizon}, {self.stale_after_periods}')
+        if num_threads > 0:
+            torch.set_num_threads(num_threads)
+        try:
+            self.task = make_task(self.task_name, self.spec, alpha=alpha, beta=beta, heading_weight=heading,
+                                  lookahead_m=lookahead if lookahead > 0 else None,
+                                  clamp_progress=clamp_progress) \
+                if self.task_name == 'trajectory_following' else make_task(self.task_name, self.spec)
+            self.planner = make_planner(self.planner_name, self.spec.action_dim, self.horizon, self.num_samples,
+                                        None if seed < 0 else seed)
+        except ValueError as e:
+            raise SystemExit(f'mpc_planner: {e}')
+        self.follows_path = isinstance(self.task, TrajectoryFollowingTask)
+        self.has_reference = not self.follows_path
+        self.reference_reason = 'no reference'
+        self.stale_after_s = self.stale_after_periods * self.spec.dt
+
+        self.model = None
+        self.model_version = 0
+        self.model_path = ''
+        self._lock = threading.Lock()
+        self._pending = None             # (model, version, path) loaded by a background thread
+        self._load_seq = 0               # the newest requested load wins
+        self._loaders: list[threading.Thread] = []
+        self.episode = None
+        self.answered = 0
+
+        self.pub_action = self.create_publisher(ActionCommand, T.ACTION, CONTROL)
+        self.pub_status = self.create_publisher(MpcStatus, T.MPC_STATUS, CONTROL)
+        self.pub_path = self.create_publisher(Path, T.PREDICTED_PATH, CONTROL)
+        if model_path:
+            try:
+                self.model, _ = self._load(model_path)
+            except (OSError, ValueError) as e:
+                raise SystemExit(f'mpc_planner: parameter model_path: {e}')
+            self.model_path = model_path
+            self.get_logger().info(f'model {model_path} loaded')
+        self.create_subscription(AgentState, T.STATE, self.on_state, CONTROL)
+        self.create_subscription(Path, T.REFERENCE, self.on_reference, LATCHED)
+        self.create_subscription(ModelInfo, T.MODEL, self.on_model, LATCHED)
+        self.get_logger().info(
+            f'{self.planner_name} planner for {self.spec.name}, task {self.task_name}, K={self.num_samples}, '
+            f'H={self.horizon}, dt={self.spec.dt} s; stale after {self.stale_after_s:.3f} s')
+
+    # --- model ---------------------------------------------------------------------------------------------
+    def _load(self, path: str):
+        """Load and check a checkpoint for this agent; one warm-up prediction so the first plan is not slow."""
+        import torch
+
+        from mbmf_ros.io.checkpoint import load_checkpoint
+        model, meta = load_checkpoint(path, agent=self.spec.name, state_names=self.spec.state_names,
+                                      action_names=self.spec.action_names)
+        model.predict(torch.zeros(self.num_samples, self.spec.state_dim),
+                      torch.zeros(self.num_samples, self.spec.action_dim))
+        return model, meta
+
+    def on_model(self, msg: ModelInfo) -> None:
+        problems = []
+        if msg.agent and msg.agent != self.spec.name:
+            problems.append(f'agent {msg.agent!r} (this planner runs {self.spec.name!r})')
+        if msg.state_names and tuple(msg.state_names) != tuple(self.spec.state_names):
+            problems.append(f'state names {list(msg.state_names)} (expected {list(self.spec.state_names)})')
+        if msg.action_names and tuple(msg.action_names) != tuple(self.spec.action_names):
+            problems.append(f'action names {list(msg.action_names)} (expected {list(self.spec.action_names)})')
+        if problems:
+            self.get_logger().error(f'refused model {msg.checkpoint_path} v{msg.version}: made for '
+                                    + '; '.join(problems) + f'; keeping {self._current_model_text()}')
+            return
+        self._load_seq += 1
+        seq = self._load_seq
+        thread = threading.Thread(target=self._load_in_background, args=(msg.checkpoint_path, msg.version, seq),
+                                  name=f'model-loader-{seq}', daemon=True)
+        self._loaders = [t for t in self._loaders if t.is_alive()] + [thread]
+        thread.start()
+
+    def _current_model_text(self) -> str:
+        return f'model v{self.model_version} ({self.model_path})' if self.model is not None else 'no model'
+
+    def _load_in_background(self, path: str, version: int, seq: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            model, _ = self._load(path)
+        except Exception as e:  # noqa: BLE001 - any failure keeps the old model; the reason is logged
+            self.get_logger().error(f'refused model {path} v{version}: {e}; keeping {self._current_model_text()}')
+            return
+        with self._lock:
+            if seq == self._load_seq:
+                self._pending = (model, version, path)
+        self.get_logger().info(f'model {path} v{version} loaded in {time.perf_counter() - t0:.2f} s')
+
+    def _swap_model(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self.model, self.model_version, self.model_path = pending
+            self.planner.reset()        # the old plan was made for another model
+            self.get_logger().info(f'now planning with model v{self.model_version} ({self.model_path})')
+
+    # --- reference -----------------------------------------------------------------------------------------
+    def on_reference(self, msg: Path) -> None:
+        if not self.follows_path:
+            return
+        self.planner.reset()
+        if not msg.poses:
+            self.task.set_path(None)
+            self.has_reference = False
+            self.reference_reason = 'no reference (empty path)'
+            self.get_logger().info('reference cleared: sending zero actions')
+            return
+        try:
+            path = WaypointPath(msg_to_points(msg), msg.header.frame_id, self.world_frames, source=T.REFERENCE)
+        except PathError as e:
+            self.task.set_path(None)
+            self.has_reference = False
+            self.reference_reason = f'reference rejected: {e}'
+            self.get_logger().warning(self.reference_reason)
+            return
+        self.task.set_path(path)
+        self.has_reference = True
+        self.get_logger().info(f'new reference: {len(path)} waypoints, {path.length:.3f} m')
+
+    # --- control loop --------------------------------------------------------------------------------------
+    def on_state(self, msg: AgentState) -> None:
+        if msg.terminal:
+            return          # the last state of an episode is answered by no action (lock-step contract)
+        self._swap_model()
+        if self.episode is not None and msg.episode != self.episode:
+            self.planner.reset()
+            self.task.reset()
+        self.episode = msg.episode
+        status = MpcStatus()
+        status.header.stamp, status.header.frame_id = msg.header.stamp, T.WORLD_FRAME
+        status.planner, status.samples, status.horizon = self.planner_name, self.num_samples, self.horizon
+        status.model_version = self.model_version
+        reason, state = self._check(msg)
+        tracking = None
+        if state is not None and self.follows_path and self.has_reference:
+            tracking = self.task.update(state)
+            status.cross_track_error, status.segment = tracking.cross_track_m, tracking.segment
+            if reason is None and tracking.done:
+                reason = 'path done'
+        if reason is not None:
+            self._send(msg, np.zeros(self.spec.action_dim), 'zero')
+            status.active, status.reason = False, reason
+            self.pub_status.publish(status)
+            return
+        try:
+            result = self.planner.plan(self.model, self.task, state)
+        except Exception as e:  # noqa: BLE001 - a failing plan must still answer the state
+            self._send(msg, np.zeros(self.spec.action_dim), 'zero')
+            status.active, status.reason = False, f'planning failed: {type(e).__name__}: {e}'
+            self.get_logger().error(status.reason)
+            self.pub_status.publish(status)
+            return
+        self._send(msg, result.action, 'mpc')
+        status.active, status.reason = True, 'ok'
+        status.solve_time_s, status.best_predicted_reward = result.solve_time_s, result.best_reward
+        pred = result.predicted_states
+        status.predicted_x = [float(v) for v in pred[:, 0]]
+        status.predicted_y = [float(v) for v in pred[:, 1]]
+        self.pub_status.publish(status)
+        path = path_to_msg(pred[:, :2], T.WORLD_FRAME, msg.header.stamp)
+        for pose, yaw in zip(path.poses, pred[:, 2]):     # the predicted heading, not the segment direction
+            pose.pose.orientation.z, pose.pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
+        self.pub_path.publish(path)
+
+    def _check(self, msg: AgentState):
+        """(reason for a zero action or None, state (S,) float32 or None)."""
+        names = tuple(msg.names)
+        if names and names != tuple(self.spec.state_names):
+            return (f'state layout {list(names)} is not the {self.spec.name} layout '
+                    f'{list(self.spec.state_names)}'), None
+        if len(msg.values) != self.spec.state_dim:
+            return f'state has {len(msg.values)} values, expected {self.spec.state_dim}', None
+        state = np.asarray(msg.values, dtype=np.float64)
+        if not np.isfinite(state).all():
+            return 'state has non-finite values', None
+        state = state.astype(np.float32)
+        now = self.get_clock().now().nanoseconds * 1e-9
+        age = now - stamp_to_sec(msg.header.stamp)
+        if now > 0 and age > self.stale_after_s:
+            hint = ' (sim-time stamps on a wall clock? set use_sim_time:=true)' if age > 1e6 else ''
+            return f'stale state {age:.3f} s (limit {self.stale_after_s:.3f} s){hint}', state
+        if self.model is None:
+            return 'no model', state
+        if not self.has_reference:
+            return self.reference_reason, state
+        return None, state
+
+    def _send(self, state_msg: AgentState, values, source: str) -> None:
+        cmd = ActionCommand()
+        cmd.header.stamp = state_msg.header.stamp
+        cmd.header.frame_id = state_msg.header.frame_id
+        cmd.values = [float(min(max(v, -1.0), 1.0)) for v in values]
+        cmd.step = state_msg.step
+        cmd.source = source
+        self.pub_action.publish(cmd)
+        self.answered += 1
+
+    def close(self) -> None:
+        for t in self._loaders:
+            t.join(timeout=5.0)
+
+
+def main(args=None):
+    return run_node(lambda: MpcPlanner(), args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
