@@ -11,6 +11,8 @@ MOCAP_POSE = '/mocap/pose'        # geometry_msgs/PoseStamped from motion captur
 # The learning / control loop.
 STATE = '/mbmf/state'             # mbmf_ros/AgentState
 ACTION = '/mbmf/action'           # mbmf_ros/ActionCommand
+EPISODE = '/mbmf/episode'         # mbmf_ros/AgentState with only episode/step/terminal/flags: the bridge's
+                                  # episode bookkeeping for the estimator (sensors carry no episode)
 MODEL = '/mbmf/model'             # mbmf_ros/ModelInfo, latched
 WAYPOINTS = '/waypoints'          # nav_msgs/Path, the user's input
 REFERENCE = '/mbmf/reference'     # nav_msgs/Path, the accepted path, latched

@@ -24,6 +24,11 @@ def stamp_to_sec(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def stamp_ns(stamp) -> int:
+    """A stamp as integer nanoseconds: exact, for pairing messages by stamp."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
 def sec_to_stamp(t: float, stamp=None):
     from builtin_interfaces.msg import Time
     stamp = stamp or Time()

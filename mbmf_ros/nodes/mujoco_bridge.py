@@ -33,15 +33,10 @@ from sensor_msgs.msg import Imu, JointState
 
 from mbmf_ros import topics as T
 from mbmf_ros.msg import ActionCommand, AgentState
-from mbmf_ros.nodes.common import CONTROL, SENSOR, run_node, sec_to_stamp
+from mbmf_ros.nodes.common import CONTROL, SENSOR, run_node, sec_to_stamp, stamp_ns
 from mbmf_ros.srv import ResetSim
 
-EPISODE = '/mbmf/episode'   # episode/step/terminal of each published sensor set (see module docstring)
 SENSOR_TOPICS = (T.ODOM, T.IMU, T.JOINT_STATES, T.MOCAP_POSE)
-
-
-def stamp_ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 class MujocoBridge(Node):
@@ -76,7 +71,7 @@ class MujocoBridge(Node):
         self.pub_imu = self.create_publisher(Imu, T.IMU, SENSOR)
         self.pub_joints = self.create_publisher(JointState, T.JOINT_STATES, SENSOR)
         self.pub_mocap = self.create_publisher(PoseStamped, T.MOCAP_POSE, SENSOR)
-        self.pub_episode = self.create_publisher(AgentState, EPISODE, CONTROL)
+        self.pub_episode = self.create_publisher(AgentState, T.EPISODE, CONTROL)
         self.create_subscription(ActionCommand, T.ACTION, self.on_action, CONTROL)
         self.create_service(ResetSim, T.RESET, self.on_reset)
 
@@ -158,7 +153,7 @@ class MujocoBridge(Node):
 
     # --- lock-step ----------------------------------------------------------------------------------------
     def graph_connected(self) -> bool:
-        return (all(self.count_subscribers(t) >= 1 for t in (T.MOCAP_POSE, T.IMU, T.JOINT_STATES, EPISODE))
+        return (all(self.count_subscribers(t) >= 1 for t in (T.MOCAP_POSE, T.IMU, T.JOINT_STATES, T.EPISODE))
                 and self.count_publishers(T.ACTION) >= 1
                 and self.count_subscribers(T.STATE) >= self.min_state_subscribers)
 

@@ -27,8 +27,7 @@ from sensor_msgs.msg import Imu, JointState
 
 from mbmf_ros import topics as T
 from mbmf_ros.msg import AgentState
-from mbmf_ros.nodes.common import CONTROL, SENSOR, run_node, stamp_to_sec
-from mbmf_ros.nodes.mujoco_bridge import EPISODE, stamp_ns
+from mbmf_ros.nodes.common import CONTROL, SENSOR, run_node, stamp_ns, stamp_to_sec
 
 
 class StateEstimatorNode(Node):
@@ -71,7 +70,7 @@ class StateEstimatorNode(Node):
         self.create_subscription(Imu, T.IMU, lambda m: self.on_sensor('imu', m), SENSOR)
         self.create_subscription(JointState, T.JOINT_STATES, lambda m: self.on_sensor('joints', m), SENSOR)
         if self.trigger == 'episode':
-            self.create_subscription(AgentState, EPISODE, self.on_episode, CONTROL)
+            self.create_subscription(AgentState, T.EPISODE, self.on_episode, CONTROL)
             self.create_timer(0.05, self.flush_late)
         else:
             self.create_timer(1.0 / self.rate_hz, self.on_rate)
