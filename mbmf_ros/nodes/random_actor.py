@@ -3,7 +3,8 @@
 Parameters: agent (action size), seed (int; the same seed and the same sequence of states give the same
 actions), rate_hz (0: lock-step, one action per non-terminal AgentState with its stamp and step; > 0:
 free-running at that rate for the real-time bridge, stamped now), hold_steps (each random action is kept for
-this many steps; 1 = the paper's i.i.d. actions), max_actions (0 = unlimited; then the node exits 0).
+this many steps; 1 = the paper's i.i.d. actions), max_actions (0 = unlimited; then the node exits 0),
+amplitude (actions are uniform in [-amplitude, amplitude]; 0 gives the zero-action baseline).
 """
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ class RandomActor(Node):
         self.rate_hz = float(self.declare_parameter('rate_hz', 0.0).value)
         self.hold_steps = int(self.declare_parameter('hold_steps', 1).value)
         self.max_actions = int(self.declare_parameter('max_actions', 0).value)
-        if self.hold_steps < 1 or self.rate_hz < 0 or self.max_actions < 0:
-            raise SystemExit(f'random_actor: expected hold_steps >= 1, rate_hz >= 0, max_actions >= 0; found '
-                             f'{self.hold_steps}, {self.rate_hz}, {self.max_actions}')
+        self.amplitude = float(self.declare_parameter('amplitude', 1.0).value)
+        if self.hold_steps < 1 or self.rate_hz < 0 or self.max_actions < 0 or not 0 <= self.amplitude <= 1:
+            raise SystemExit(f'random_actor: expected hold_steps >= 1, rate_hz >= 0, max_actions >= 0, '
+                             f'0 <= amplitude <= 1; found {self.hold_steps}, {self.rate_hz}, {self.max_actions}, '
+                             f'{self.amplitude}')
         try:
             self.spec = get_agent(agent)
         except ValueError as e:
@@ -42,13 +45,14 @@ class RandomActor(Node):
         self.create_subscription(AgentState, T.STATE, self.on_state, CONTROL)
         if self.rate_hz > 0:
             self.create_timer(1.0 / self.rate_hz, self.on_timer)
-        self.get_logger().info(f'{self.spec.name}: uniform random actions in [-1, 1]^{self.spec.action_dim}, seed '
+        a = self.amplitude
+        self.get_logger().info(f'{self.spec.name}: uniform random actions in [{-a}, {a}]^{self.spec.action_dim}, seed '
                                f'{seed}, ' + (f'{self.rate_hz} Hz' if self.rate_hz else 'one per state (lock-step)')
                                + (f', held {self.hold_steps} steps' if self.hold_steps > 1 else ''))
 
     def next_values(self) -> list:
         if self.current is None or self.sent % self.hold_steps == 0:
-            self.current = self.rng.uniform(-1.0, 1.0, self.spec.action_dim)
+            self.current = self.amplitude * self.rng.uniform(-1.0, 1.0, self.spec.action_dim)
         return [float(v) for v in self.current]
 
     def send(self, stamp, step):
@@ -56,7 +60,7 @@ class RandomActor(Node):
         msg.header.stamp = stamp
         msg.values = self.next_values()
         msg.step = step
-        msg.source = 'random'
+        msg.source = 'random' if self.amplitude > 0 else 'zero'
         self.pub.publish(msg)
         self.sent += 1
         if self.max_actions and self.sent >= self.max_actions:
