@@ -103,7 +103,8 @@ def add_arguments(parser):
     parser.add_argument('--hidden', type=int, nargs='+', help='hidden layer widths (default 500 500)')
     parser.add_argument('--ensemble', type=int, help='number of ensemble members (default 1)')
     parser.add_argument('--seed', type=int, help='random seed (default 0)')
-    parser.add_argument('--threads', type=int, default=2, help='torch threads (default 2)')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads (default 1: on a busy 2-core machine 2 threads ran ~9x slower)')
     parser.add_argument('--bf16', action='store_true', default=None, help='bfloat16 autocast (faster on CPU)')
     parser.add_argument('--config', help='YAML file of TrainConfig keys (optionally under dynamics:)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')

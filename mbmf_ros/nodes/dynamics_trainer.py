@@ -11,7 +11,7 @@ Parameters
   output              string   default checkpoint path ("" -> models/<agent>_dynamics.pt)
   epochs              int      default epochs (0: the config's)
   config              string   YAML of TrainConfig keys (optional)
-  threads             int      torch threads for training (default 2)
+  threads             int      torch threads for training (default 1; OpenMP spin-waits badly on busy cores)
   initial_checkpoint  string   a checkpoint to announce at start-up ("" none)
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ class DynamicsTrainer(Node):
         self.output = self.declare_parameter('output', '').value or f'models/{self.agent}_dynamics.pt'
         self.epochs = int(self.declare_parameter('epochs', 0).value)
         self.config_path = self.declare_parameter('config', '').value
-        self.threads = int(self.declare_parameter('threads', 2).value)
+        self.threads = int(self.declare_parameter('threads', 1).value)
         initial = self.declare_parameter('initial_checkpoint', '').value
         self._ModelInfo = ModelInfo
         self.version = 0
