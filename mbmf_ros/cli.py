@@ -11,6 +11,7 @@ COMMANDS = {
     'demo': 'mbmf_ros.commands.demo',
     'collect': 'mbmf_ros.commands.collect',
     'train': 'mbmf_ros.commands.train',
+    'follow': 'mbmf_ros.commands.follow',
     'plot-model': 'mbmf_ros.commands.plot_model',
 }
 

@@ -141,3 +141,57 @@ register(GraphDesc(
                'hold_steps': ('1', 'keep each random action this many steps (1 = i.i.d., the paper)')},
     nodes=_collect_nodes,
 ))
+
+
+def default_model_path(agent: str) -> str:
+    """The shipped checkpoint of an agent (made by `mbmf-ros make-model`), '{config}/models/<agent>.pt'."""
+    return f'{{config}}/models/{agent}.pt'
+
+
+def _follow_nodes(args: dict) -> list:
+    """Bridge -> state_estimator -> mpc_planner (or a baseline actor) -> bridge, with the waypoint_manager
+    turning /waypoints into the reference. Simulated time in simulation."""
+    agent, sim, controller = args['agent'], as_bool(args['sim']), args['controller']
+    if controller not in ('mpc', 'zero', 'random'):
+        raise ValueError(f"follow: controller must be mpc, zero or random, found {controller!r}")
+    if not sim:
+        raise ValueError('follow: sim:=false needs the hardware_bridge node, which this version does not ship yet')
+    seed, sim_time = int(args['seed']), {'use_sim_time': True}
+    model = args['model'] or default_model_path(agent)
+    if controller == 'mpc':
+        actor = NodeDesc('mpc_planner', 'mpc_planner', parameters=[{
+            **sim_time, 'agent': agent, 'planner': args['planner'], 'num_samples': int(args['num_samples']),
+            'horizon': int(args['horizon']), 'alpha': float(args['alpha']), 'beta': float(args['beta']),
+            'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['threads'])}])
+    else:
+        actor = NodeDesc('baseline_actor', 'random_actor', parameters=[{
+            'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}])
+    return [
+        NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=[{
+            'agent': agent, 'mode': 'lockstep', 'seed': seed, 'max_episode_steps': int(args['max_steps']),
+            'max_episodes': 1, 'min_state_subscribers': int(args['min_state_subscribers'])}]),
+        NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}]),
+        NodeDesc('waypoint_manager', 'waypoint_manager', parameters=[{**sim_time, 'relative_to_start': True}]),
+        actor,
+    ]
+
+
+register(GraphDesc(
+    name='follow',
+    description='Waypoint following: publish a nav_msgs/Path on /waypoints (relative to the start pose) and '
+                'the robot follows it with MPC over the learned dynamics model.',
+    arguments={'agent': ('hexapod', 'agent name'),
+               'sim': ('true', 'true: MuJoCo bridge in lock-step on simulated time'),
+               'model': ('', "dynamics checkpoint ('' : the shipped config/models/<agent>.pt)"),
+               'planner': ('random_shooting', 'random_shooting (the paper), cem or mppi'),
+               'controller': ('mpc', 'mpc, or a baseline: zero or random actions'),
+               'num_samples': ('0', "K sampled action sequences (0: the agent's default)"),
+               'horizon': ('0', "H planning horizon in steps (0: the agent's default)"),
+               'alpha': ('1.0', 'weight of the perpendicular distance (paper Alg. 2)'),
+               'beta': ('5.0', 'weight of the progress along the path (paper Alg. 2)'),
+               'seed': ('0', 'seed of the start state and of the planner'),
+               'max_steps': ('2000', 'control steps before the episode ends'),
+               'threads': ('1', 'torch threads of the planner'),
+               'min_state_subscribers': ('2', 'listeners of /mbmf/state the bridge waits for before it steps')},
+    nodes=_follow_nodes,
+))

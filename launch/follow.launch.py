@@ -1,0 +1,9 @@
+"""ros2 launch mbmf_ros follow.launch.py [agent:=hexapod] [sim:=true] [model:=FILE] [planner:=random_shooting]
+
+Then publish a nav_msgs/Path on /waypoints. The graph is described once, in mbmf_ros/graphs.py.
+"""
+from mbmf_ros.launch_support import launch_description
+
+
+def generate_launch_description():
+    return launch_description('follow')

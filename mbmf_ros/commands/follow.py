@@ -1,0 +1,204 @@
+"""Follow a waypoint path with the simulated robot and write a report (and a plot).
+
+    mbmf-ros follow --agent hexapod --path config/paths/left_turn.yaml --report left.json --plot left.png
+    mbmf-ros follow --agent hexapod --path PATH.yaml --report zero.json --baseline zero
+
+Starts the `follow` graph (mujoco_bridge in lock-step, state_estimator, waypoint_manager, mpc_planner), publishes
+the path on /waypoints (relative to the robot's start pose), waits until the waypoint manager says done (or the
+step budget / timeout runs out), stops every node and writes the report JSON: mean/max cross-track error,
+completion (fraction of the path length covered), simulated duration, steps, and the run's settings.
+Path file: YAML {frame_id: odom, waypoints: [[x, y], ...]} in metres.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+
+@dataclass
+class FollowRun:
+    """What one follow run produced: the report and the traces for a plot."""
+    report: dict
+    path_xy: np.ndarray                       # (N, 2) waypoints in the world frame, metres
+    trajectory_xy: np.ndarray                 # (T+1, 2) executed x, y
+    predictions: list = field(default_factory=list)   # [(H+1, 2)] some predicted x/y paths of the planner
+
+
+def load_path_file(path: str | os.PathLike) -> tuple[str, np.ndarray]:
+    """(frame_id, waypoints (N, 2)) of a path YAML file; a clear error naming the file otherwise."""
+    from mbmf_ros.core.waypoints import validate_path
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ValueError(f'path file {path}: {e.strerror}') from None
+    except yaml.YAMLError as e:
+        raise ValueError(f'path file {path}: not YAML: {e}') from None
+    if not isinstance(data, dict) or 'waypoints' not in data:
+        raise ValueError(f"path file {path}: expected a mapping with 'waypoints: [[x, y], ...]' "
+                         f"(and optional frame_id), found {type(data).__name__}")
+    frame = str(data.get('frame_id', 'odom'))
+    return frame, validate_path(data['waypoints'], frame, source=f'path file {path}')
+
+
+def tracking_report(path_xy: np.ndarray, trajectory_xy: np.ndarray) -> dict:
+    """Cross-track error of every executed state to the active path segment, and how much of the path was
+    covered (furthest progress along it, 0..1), measured as the waypoint manager tracks it.
+    path_xy (N, 2), trajectory_xy (T, 2), metres."""
+    from mbmf_ros.core.waypoints import ProgressTracker, WaypointPath
+    path = WaypointPath(path_xy)
+    tracker = ProgressTracker(path, lookahead_m=0.5)
+    states = [tracker.update(xy) for xy in trajectory_xy]
+    cross = np.asarray([state.cross_track_m for state in states])
+    state = states[-1]
+    return {'mean_cross_track_m': float(cross.mean()), 'max_cross_track_m': float(cross.max()),
+            'completion': float(min(1.0, state.progress)), 'path_length_m': float(path.length)}
+
+
+def step_budget(path_xy: np.ndarray, spec) -> int:
+    """Control steps allowed for a path: 3x the time at 2 body lengths/s, plus 2 s to get going."""
+    from mbmf_ros.core.waypoints import path_length
+    return int(math.ceil((3.0 * path_length(path_xy) / (2.0 * spec.body_length) + 2.0) / spec.dt))
+
+
+def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: str = '',
+               planner: str = 'random_shooting', controller: str = 'mpc', num_samples: int = 0,
+               horizon: int = 0, seed: int = 0, max_steps: int = 0, timeout_s: float = 300.0,
+               log=sys.stderr, quiet: bool = False) -> FollowRun:
+    """Run the follow graph once over DDS and measure the executed trajectory against the path."""
+    import rclpy
+    from nav_msgs.msg import Path as PathMsg
+
+    from mbmf_ros import topics as T
+    from mbmf_ros.core.agents import get_agent
+    from mbmf_ros.launcher import start_graph
+    from mbmf_ros.msg import AgentState, MpcStatus, TrackingStatus
+    from mbmf_ros.nodes.common import CONTROL, LATCHED, stamp_to_sec
+    from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
+
+    spec = get_agent(agent)
+    max_steps = max_steps or step_budget(path_xy, spec)
+    arguments = {'agent': agent, 'model': model, 'planner': planner, 'controller': controller,
+                 'num_samples': str(num_samples), 'horizon': str(horizon), 'seed': str(seed),
+                 'max_steps': str(max_steps), 'min_state_subscribers': '3'}
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(f'follow_{os.getpid()}', context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    states, status, tracking, reference = [], [], [], []
+    node.create_subscription(AgentState, T.STATE, states.append, CONTROL)
+    node.create_subscription(MpcStatus, T.MPC_STATUS, status.append, CONTROL)
+    node.create_subscription(TrackingStatus, T.TRACKING, tracking.append, CONTROL)
+    node.create_subscription(PathMsg, T.REFERENCE, reference.append, LATCHED)
+    waypoints = node.create_publisher(PathMsg, T.WAYPOINTS, CONTROL)
+    graph = start_graph('follow', arguments, output=open(os.devnull, 'w') if quiet else log)
+    wall0 = time.monotonic()
+
+    def spin_until(predicate, what):
+        while not predicate():
+            if time.monotonic() - wall0 > timeout_s:
+                raise TimeoutError(f'follow: no {what} after {timeout_s:.0f} s')
+            if graph.poll() is not None:
+                raise RuntimeError(f'follow: the graph ended ({graph.exit_node} exited with '
+                                   f'{graph.poll()}) before {what}')
+            executor.spin_once(timeout_sec=0.05)
+
+    try:
+        # The path goes out before the bridge takes its first step (it waits for our /mbmf/state listener
+        # too), so the waypoint manager anchors it at the true start pose.
+        spin_until(lambda: waypoints.get_subscription_count() >= 1, 'waypoint_manager listening')
+        waypoints.publish(path_to_msg(path_xy, frame_id, node.get_clock().now().to_msg()))
+        spin_until(lambda: any(m.terminal for m in states) or (tracking and tracking[-1].done),
+                   'end of the run')
+        executor.spin_once(timeout_sec=0.1)
+    finally:
+        graph.stop()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    anchored = [m for m in reference if m.poses]
+    world_path = np.asarray(msg_to_points(anchored[-1]), dtype=np.float64) if anchored else path_xy
+    ix, iy = spec.state_names.index('x'), spec.state_names.index('y')
+    trajectory = np.array([[m.values[ix], m.values[iy]] for m in states])
+    report = tracking_report(world_path, trajectory)
+    solve = [s.solve_time_s for s in status if s.active]
+    report.update({
+        'agent': agent, 'controller': controller, 'planner': planner if controller == 'mpc' else controller,
+        'samples': int(status[-1].samples) if status else 0, 'horizon': int(status[-1].horizon) if status else 0,
+        'steps': len(states) - 1, 'duration_s': stamp_to_sec(states[-1].header.stamp)
+        - stamp_to_sec(states[0].header.stamp), 'body_length_m': spec.body_length,
+        'mean_cross_track_body_lengths': report['mean_cross_track_m'] / spec.body_length,
+        'done': bool(tracking and tracking[-1].done), 'mean_solve_time_s': float(np.mean(solve)) if solve else 0.0,
+        'wall_time_s': time.monotonic() - wall0, 'model': model, 'seed': seed,
+        'zero_action_reasons': sorted({s.reason for s in status if not s.active}),
+    })
+    predictions = [np.stack([s.predicted_x, s.predicted_y], 1) for s in status[::10] if s.active and s.predicted_x]
+    return FollowRun(report, world_path, trajectory, predictions)
+
+
+def plot_runs(path_xy: np.ndarray, runs: dict, out: str, title: str = '') -> None:
+    """The path, the executed trajectory of each run ({label: FollowRun}) and some predicted plans."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.plot(path_xy[:, 0], path_xy[:, 1], 'k--o', lw=1.5, ms=5, label='waypoints')
+    colours = {'mpc': 'tab:blue', 'zero': 'tab:gray', 'random': 'tab:red'}
+    for label, run in runs.items():
+        r = run.report
+        ax.plot(run.trajectory_xy[:, 0], run.trajectory_xy[:, 1], color=colours.get(label, None), lw=2,
+                label=f"{label}: mean CTE {r['mean_cross_track_m'] * 100:.1f} cm, completion {r['completion']:.2f}")
+        for i, pred in enumerate(run.predictions):
+            ax.plot(pred[:, 0], pred[:, 1], color='tab:orange', lw=1, alpha=0.7,
+                    label='predicted plans' if i == 0 else None)
+    ax.set_aspect('equal', adjustable='datalim')
+    ax.set_xlabel('x (m)')
+    ax.set_ylabel('y (m)')
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc='best')
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def add_arguments(parser):
+    parser.add_argument('--agent', default='hexapod', help='agent name (default hexapod)')
+    parser.add_argument('--model', default='', help='dynamics checkpoint (default: the shipped one)')
+    parser.add_argument('--path', required=True, help='path YAML {frame_id, waypoints: [[x, y], ...]}')
+    parser.add_argument('--report', required=True, help='report JSON to write')
+    parser.add_argument('--plot', help='PNG of path, trajectory and predicted plans')
+    parser.add_argument('--planner', default='random_shooting', choices=['random_shooting', 'cem', 'mppi'])
+    parser.add_argument('--samples', type=int, default=0, help="K (0: the agent's default)")
+    parser.add_argument('--horizon', type=int, default=0, help="H (0: the agent's default)")
+    parser.add_argument('--baseline', choices=['zero', 'random'], help='run a baseline actor instead of MPC')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--max-steps', type=int, default=0, help='step budget (0: from the path length)')
+    parser.add_argument('--timeout', type=float, default=300.0, help='wall-clock limit in seconds')
+
+
+def run(args) -> int:
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    try:
+        frame, points = load_path_file(args.path)
+        result = run_follow(args.agent, points, frame, model=args.model, planner=args.planner,
+                            controller=args.baseline or 'mpc', num_samples=args.samples, horizon=args.horizon,
+                            seed=args.seed, max_steps=args.max_steps, timeout_s=args.timeout)
+    except (ValueError, TimeoutError, RuntimeError) as e:
+        print(f'mbmf-ros follow: {e}', file=sys.stderr)
+        return 2
+    result.report['path_file'] = str(args.path)
+    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.report).write_text(json.dumps(result.report, indent=2))
+    if args.plot:
+        plot_runs(result.path_xy, {args.baseline or 'mpc': result}, args.plot, title=Path(args.path).stem)
+    print(json.dumps(result.report, indent=2))
+    return 0
