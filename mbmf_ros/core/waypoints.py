@@ -125,9 +125,9 @@ class WaypointPath:
         return first, int(min(max(last, first + 2), m))
 
     def project(self, xy, first: int = 0, lookahead_m: float | None = None,
-                from_m: float | None = None) -> Projection:
+                from_m: float | None = None, prefer_later: bool = False) -> Projection:
         """Project one point (x, y) onto the closest segment of the window (see ``segment_window``).
-        Ties go to the earliest segment."""
+        Ties go to the earliest segment, or with ``prefer_later`` to the latest (at a corner: the next one)."""
         p = np.asarray(xy, dtype=np.float64)[:2]
         lo, hi = self.segment_window(first, lookahead_m, from_m)
         starts, vecs, lens = self.starts[lo:hi], self.vectors[lo:hi], self.lengths[lo:hi]
@@ -135,7 +135,8 @@ class WaypointPath:
         t = np.clip((rel * vecs).sum(1) / lens ** 2, 0.0, 1.0)
         closest = starts + t[:, None] * vecs
         dist = np.linalg.norm(p[None, :] - closest, axis=1)
-        k = int(np.argmin(dist))
+        # Ties within 1 um: a point at or past a corner is as close to both segments.
+        k = int(np.flatnonzero(dist <= dist.min() + 1e-6)[-1]) if prefer_later else int(np.argmin(dist))
         i = lo + k
         cross = vecs[k, 0] * rel[k, 1] - vecs[k, 1] * rel[k, 0]
         sign = 1.0 if cross >= 0 else -1.0
@@ -194,7 +195,8 @@ class ProgressTracker:
 
     def update(self, xy) -> TrackingState:
         """Advance with the robot's position (x, y) (m) and return the tracking state."""
-        proj = self.path.project(xy, self.segment, self.lookahead_m, self.progress_m)
+        # At a corner the robot moves on to the next segment as soon as it is as close to it as to this one.
+        proj = self.path.project(xy, self.segment, self.lookahead_m, self.progress_m, prefer_later=True)
         self.last = proj
         self.segment = proj.segment
         self.progress_m = max(self.progress_m, proj.progress_m)
