@@ -114,3 +114,14 @@ def test_tensors_match_numpy():
     starts, vecs, lens, cum, heads = p.as_tensors()
     assert starts.shape == (2, 2) and lens.dtype == torch.float32
     np.testing.assert_allclose(cum.numpy(), [0.0, 1.0])
+
+
+def test_tracker_moves_on_at_a_corner():
+    # Right turn at (0.6, 0): a robot that reached the corner belongs to the next segment, so the planner's
+    # window and heading refer to where it must go next, not to the finished segment.
+    p = WaypointPath([[0, 0], [0.6, 0], [0.6, -0.5]])
+    assert p.project((0.6, 0.0)).segment == 0                       # plain projection: earliest on a tie
+    tr = ProgressTracker(p, lookahead_m=0.5)
+    assert tr.update((0.3, 0.0)).segment == 0
+    assert tr.update((0.61, 0.005)).segment == 1                    # past the corner: as close to both
+    assert tr.update((0.3, 0.0)).segment == 1                       # and it never goes back
