@@ -155,6 +155,13 @@ class Planner:
         raise NotImplementedError
 
 
+def _mix_uniform(actions, fraction: float, generator) -> None:
+    """Replace the last ``fraction`` of the sequences (K, H, A) in place by uniform ones in [-1, 1]."""
+    n = int(round(actions.shape[0] * fraction))
+    if n > 0:
+        actions[-n:] = torch.rand(n, *actions.shape[1:], generator=generator, dtype=actions.dtype) * 2.0 - 1.0
+
+
 class RandomShootingPlanner(Planner):
     """The paper's random shooting: K uniform sequences in [-1, 1], the best one's first action."""
     name = 'random_shooting'
@@ -172,14 +179,17 @@ class CEMPlanner(Planner):
 
     iterations: refits per plan (K / iterations samples each); elite_fraction: share of each batch kept;
     init_std: std of the first Gaussian (actions units); momentum: weight of the old mean/std in each refit;
-    min_std: floor on the std. The warm start's mean is always one of the samples.
+    min_std: floor on the std. The warm start's mean is always one of the samples. uniform_fraction: share
+    of each batch drawn uniformly from [-1, 1] as in random shooting, so that a manoeuvre far from the
+    previous plan (turning on the spot at a corner) can still be found.
     """
     name = 'cem'
 
     def __init__(self, action_dim, horizon, num_samples, seed=None, iterations: int = 4,
                  elite_fraction: float = 0.1, init_std: float = 0.5, momentum: float = 0.1,
-                 min_std: float = 0.05, **kwargs):
+                 min_std: float = 0.05, uniform_fraction: float = 0.1, **kwargs):
         self.iterations = max(1, int(iterations))
+        self.uniform_fraction = min(max(float(uniform_fraction), 0.0), 1.0)
         self.elite_fraction, self.init_std = float(elite_fraction), float(init_std)
         self.momentum, self.min_std = float(momentum), float(min_std)
         super().__init__(action_dim, horizon, num_samples, seed, **kwargs)
@@ -195,6 +205,7 @@ class CEMPlanner(Planner):
         for _ in range(self.iterations):
             noise = torch.randn(n, H, A, generator=self.generator, dtype=self.dtype)
             actions = (mean + std * noise).clamp(-1.0, 1.0)
+            _mix_uniform(actions, self.uniform_fraction, self.generator)
             actions[0] = mean.clamp(-1.0, 1.0)
             returns, states = self.rollout(model, task, state, actions)
             i = int(torch.argmax(returns))
@@ -220,12 +231,14 @@ class MPPIPlanner(Planner):
     new plan = average weighted by ``exp((R - max R) / (temperature * (max R - min R)))`` (the temperature is
     relative to the spread of the returns, so it does not depend on the reward's scale).
     iterations: refinements per plan (K / iterations samples each). The warm start itself is a sample.
+    uniform_fraction: share of the samples drawn uniformly from [-1, 1] (see CEMPlanner).
     """
     name = 'mppi'
 
     def __init__(self, action_dim, horizon, num_samples, seed=None, iterations: int = 1,
-                 noise_std: float = 0.5, temperature: float = 0.1, **kwargs):
+                 noise_std: float = 0.5, temperature: float = 0.1, uniform_fraction: float = 0.1, **kwargs):
         self.iterations = max(1, int(iterations))
+        self.uniform_fraction = min(max(float(uniform_fraction), 0.0), 1.0)
         self.noise_std, self.temperature = float(noise_std), float(temperature)
         if self.temperature <= 0:
             raise ValueError(f'mppi: temperature must be > 0, found {temperature}')
@@ -239,6 +252,7 @@ class MPPIPlanner(Planner):
         for _ in range(self.iterations):
             noise = torch.randn(n, H, A, generator=self.generator, dtype=self.dtype) * self.noise_std
             actions = (mean + noise).clamp(-1.0, 1.0)
+            _mix_uniform(actions, self.uniform_fraction, self.generator)
             actions[0] = mean
             returns, states = self.rollout(model, task, state, actions)
             spread = (returns.max() - returns.min()).clamp_min(1e-9)
