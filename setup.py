@@ -20,6 +20,7 @@ setup(
         ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
         ('share/' + PACKAGE + '/config', glob('config/*.yaml')),
         ('share/' + PACKAGE + '/config/paths', glob('config/paths/*.yaml')),
+        ('share/' + PACKAGE + '/config/models', glob('config/models/*.pt')),
     ],
     zip_safe=False,
     maintainer='mbmf_ros developers',

@@ -169,7 +169,8 @@ def _follow_nodes(args: dict) -> list:
     return [
         NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=[{
             'agent': agent, 'mode': 'lockstep', 'seed': seed, 'max_episode_steps': int(args['max_steps']),
-            'max_episodes': 1, 'min_state_subscribers': int(args['min_state_subscribers'])}]),
+            'max_episodes': 1, 'min_state_subscribers': int(args['min_state_subscribers']),
+            'wait_for_reset': as_bool(args['wait_for_reset'])}]),
         NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}]),
         NodeDesc('waypoint_manager', 'waypoint_manager', parameters=[{**sim_time, 'relative_to_start': True}]),
         actor,
@@ -187,11 +188,12 @@ register(GraphDesc(
                'controller': ('mpc', 'mpc, or a baseline: zero or random actions'),
                'num_samples': ('0', "K sampled action sequences (0: the agent's default)"),
                'horizon': ('0', "H planning horizon in steps (0: the agent's default)"),
-               'alpha': ('1.0', 'weight of the perpendicular distance (paper Alg. 2)'),
+               'alpha': ('2.0', 'weight of the perpendicular distance (paper Alg. 2)'),
                'beta': ('5.0', 'weight of the progress along the path (paper Alg. 2)'),
                'seed': ('0', 'seed of the start state and of the planner'),
                'max_steps': ('2000', 'control steps before the episode ends'),
                'threads': ('1', 'torch threads of the planner'),
-               'min_state_subscribers': ('2', 'listeners of /mbmf/state the bridge waits for before it steps')},
+               'min_state_subscribers': ('2', 'listeners of /mbmf/state the bridge waits for before it steps'),
+               'wait_for_reset': ('false', 'true: the first episode starts only when /mbmf/reset is called')},
     nodes=_follow_nodes,
 ))

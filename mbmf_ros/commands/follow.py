@@ -80,6 +80,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     from mbmf_ros.core.agents import get_agent
     from mbmf_ros.launcher import start_graph
     from mbmf_ros.msg import AgentState, MpcStatus, TrackingStatus
+    from mbmf_ros.srv import ResetSim
     from mbmf_ros.nodes.common import CONTROL, LATCHED, stamp_to_sec
     from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
@@ -87,7 +88,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     max_steps = max_steps or step_budget(path_xy, spec)
     arguments = {'agent': agent, 'model': model, 'planner': planner, 'controller': controller,
                  'num_samples': str(num_samples), 'horizon': str(horizon), 'seed': str(seed),
-                 'max_steps': str(max_steps), 'min_state_subscribers': '3'}
+                 'max_steps': str(max_steps), 'wait_for_reset': 'true'}
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node(f'follow_{os.getpid()}', context=context)
@@ -99,6 +100,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     node.create_subscription(TrackingStatus, T.TRACKING, tracking.append, CONTROL)
     node.create_subscription(PathMsg, T.REFERENCE, reference.append, LATCHED)
     waypoints = node.create_publisher(PathMsg, T.WAYPOINTS, CONTROL)
+    reset = node.create_client(ResetSim, T.RESET)
     graph = start_graph('follow', arguments, output=open(os.devnull, 'w') if quiet else log)
     wall0 = time.monotonic()
 
@@ -111,19 +113,30 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
                                    f'{graph.poll()}) before {what}')
             executor.spin_once(timeout_sec=0.05)
 
+    def connected():
+        # estimator publishing states to the waypoint manager, the controller and us; the controller acting
+        # (the planner subscribes only once its model is loaded); the waypoint manager taking paths.
+        return (node.count_publishers(T.STATE) >= 1 and node.count_subscribers(T.STATE) >= 3
+                and node.count_publishers(T.ACTION) >= 1 and waypoints.get_subscription_count() >= 1
+                and reset.service_is_ready())
+
     try:
-        # The path goes out before the bridge takes its first step (it waits for our /mbmf/state listener
-        # too), so the waypoint manager anchors it at the true start pose.
-        spin_until(lambda: waypoints.get_subscription_count() >= 1, 'waypoint_manager listening')
+        spin_until(connected, 'connected graph')
+        # The path goes out (reliable, to a matched subscriber) before the reset that makes the first state, so
+        # the waypoint manager anchors it at the start pose of the episode.
         waypoints.publish(path_to_msg(path_xy, frame_id, node.get_clock().now().to_msg()))
-        spin_until(lambda: any(m.terminal for m in states) or (tracking and tracking[-1].done),
-                   'end of the run')
+        future = reset.call_async(ResetSim.Request(seed=seed))
+        spin_until(future.done, 'reply from /mbmf/reset')
+        episode = future.result().episode   # the bridge steps only after this reset: nothing came before
+        spin_until(lambda: any(m.terminal and m.episode == episode for m in states)
+                   or (tracking and tracking[-1].done), 'end of the run')
         executor.spin_once(timeout_sec=0.1)
     finally:
         graph.stop()
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
+    states = [m for m in states if m.episode == episode]
     anchored = [m for m in reference if m.poses]
     world_path = np.asarray(msg_to_points(anchored[-1]), dtype=np.float64) if anchored else path_xy
     ix, iy = spec.state_names.index('x'), spec.state_names.index('y')

@@ -12,7 +12,8 @@ Subscribes /mbmf/action (mbmf_ros/ActionCommand). Service /mbmf/reset (mbmf_ros/
 Modes (parameter `mode`):
   lockstep: one control step only when the action answering the last state (same header.stamp) arrives:
     deterministic, independent of CPU speed. Starts once the graph is connected (sensor topics subscribed,
-    an action publisher, `min_state_subscribers` subscribers of /mbmf/state). After a terminal state the
+    an action publisher, `min_state_subscribers` subscribers of /mbmf/state), or with `wait_for_reset` only when
+    /mbmf/reset is called. After a terminal state the
     next episode starts at once (`auto_reset`), from the bridge's seeded random stream.
   realtime: steps on a wall-clock timer at 1/dt (zero-order hold of the latest action; an action older
     than `action_timeout_s` is replaced by zeros: the watchdog stops the robot).
@@ -54,6 +55,9 @@ class MujocoBridge(Node):
         self.auto_reset = bool(self.declare_parameter('auto_reset', True).value)
         self.resend_s = float(self.declare_parameter('lockstep_resend_s', 2.0).value)
         self.settle_s = float(self.declare_parameter('start_settle_s', 0.5).value)
+        # A client that must see every state of an episode (mbmf-ros follow) starts it with /mbmf/reset itself,
+        # rather than trust a subscriber count that a departed participant can still inflate.
+        self.wait_for_reset = bool(self.declare_parameter('wait_for_reset', False).value)
         if self.mode not in ('lockstep', 'realtime'):
             raise SystemExit(f'mujoco_bridge: parameter mode: expected lockstep or realtime, found {self.mode!r}')
         if max_steps < 0 or self.max_episodes < 0:
@@ -161,7 +165,7 @@ class MujocoBridge(Node):
         if self.stopped:
             return
         if not self.started:
-            if not self.graph_connected():
+            if self.wait_for_reset or not self.graph_connected():
                 self.connected_since = None
                 return
             # Discovery precedes endpoint matching by a little: wait a short settle time once connected.
