@@ -162,6 +162,7 @@ def _follow_nodes(args: dict) -> list:
         actor = NodeDesc('mpc_planner', 'mpc_planner', parameters=[{
             **sim_time, 'agent': agent, 'planner': args['planner'], 'num_samples': int(args['num_samples']),
             'horizon': int(args['horizon']), 'alpha': float(args['alpha']), 'beta': float(args['beta']),
+            'heading_weight': float(args['heading_weight']),
             'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['threads'])}])
     else:
         actor = NodeDesc('baseline_actor', 'random_actor', parameters=[{
@@ -188,8 +189,9 @@ register(GraphDesc(
                'controller': ('mpc', 'mpc, or a baseline: zero or random actions'),
                'num_samples': ('0', "K sampled action sequences (0: the agent's default)"),
                'horizon': ('0', "H planning horizon in steps (0: the agent's default)"),
-               'alpha': ('2.0', 'weight of the perpendicular distance (paper Alg. 2)'),
+               'alpha': ('1.0', 'weight of the perpendicular distance (paper Alg. 2)'),
                'beta': ('5.0', 'weight of the progress along the path (paper Alg. 2)'),
+               'heading_weight': ('0.0', 'weight of the heading error to the closest segment (0: the paper)'),
                'seed': ('0', 'seed of the start state and of the planner'),
                'max_steps': ('2000', 'control steps before the episode ends'),
                'threads': ('1', 'torch threads of the planner'),

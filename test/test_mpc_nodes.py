@@ -204,7 +204,9 @@ def test_mpc_planner_answers_every_state_and_says_why(ros, procs, checkpoints):
     assert actions[-1].values.tolist() == [0.0, 0.0]
 
     # A model for another agent is refused (by its ModelInfo, or by the checkpoint itself); v1 is kept.
+    # /mbmf/model is latched with depth 1: a second message sent at once may replace the first, so one by one.
     pub_model.publish(_model_info(checkpoints['v2'], 7, agent='ant'))
+    ros.spin_until(lambda: procs.output('mpc_planner').count('refused model') >= 1, 20, 'the first refusal')
     pub_model.publish(_model_info(checkpoints['swimmer'], 8))
     ros.spin_until(lambda: procs.output('mpc_planner').count('refused model') >= 2, 20, 'two refusals')
     log = procs.output('mpc_planner')

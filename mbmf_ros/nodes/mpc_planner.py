@@ -16,9 +16,9 @@ following), the state is stale (older than stale_after_periods control periods b
 /clock with use_sim_time), its layout is not the agent's, it has non-finite values, or the path is done.
 Parameters
   agent (hexapod), task (trajectory_following | moving_forward), planner (random_shooting | cem | mppi),
-  num_samples K and horizon H (0: the agent's defaults, paper appendix A.3), alpha (2.0, per m per step),
-  beta (5.0, per m of progress), heading_weight (0.05, per rad per step; 0 = the paper's reward; it makes the
-  robot turn toward the next segment at a corner), lookahead_m (0.5, m of path ahead
+  num_samples K and horizon H (0: the agent's defaults, paper appendix A.3), alpha (1.0, per m per step),
+  beta (5.0, per m of progress), heading_weight (0.0 = the paper's reward, per rad per step; 0.05 stalled the
+  hexapod at corners sharper than 90 degrees and on zig-zags), lookahead_m (0.5, m of path ahead
   searched for the closest segment; <= 0: all), clamp_progress (true), seed (0; -1: random), model_path
   ('' : wait for /mbmf/model), stale_after_periods (2.0), num_threads (0: torch's default), world_frames
   ([odom, world, map]).
@@ -55,7 +55,7 @@ class MpcPlanner(Node):
         self.task_name = p('task', 'trajectory_following')
         self.planner_name = p('planner', 'random_shooting')
         num_samples, horizon = int(p('num_samples', 0)), int(p('horizon', 0))
-        alpha, beta, heading = float(p('alpha', 2.0)), float(p('beta', 5.0)), float(p('heading_weight', 0.05))
+        alpha, beta, heading = float(p('alpha', 1.0)), float(p('beta', 5.0)), float(p('heading_weight', 0.0))
         lookahead = float(p('lookahead_m', 0.5))
         clamp_progress = bool(p('clamp_progress', True))
         seed = int(p('seed', 0))
