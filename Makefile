@@ -37,13 +37,13 @@ $(STAMPS)/package: $(STAMPS)/interfaces setup.py
 	touch $@
 
 demo: venv
-	$(VENV)/bin/mbmf-ros demo
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(VENV)/bin/mbmf-ros demo
 
 test: venv
 	$(VENV)/bin/python -m pytest -q test
 
 bench: venv
-	$(VENV)/bin/python -m bench
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
 
 clean:
 	rm -rf build $(VENV) *.egg-info

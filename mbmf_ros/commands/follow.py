@@ -34,7 +34,7 @@ class FollowRun:
 
 def load_path_file(path: str | os.PathLike) -> tuple[str, np.ndarray]:
     """(frame_id, waypoints (N, 2)) of a path YAML file; a clear error naming the file otherwise."""
-    from mbmf_ros.core.waypoints import validate_path
+    from mbmf_ros.core.waypoints import DEFAULT_WORLD_FRAMES, validate_path
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as e:
@@ -45,7 +45,7 @@ def load_path_file(path: str | os.PathLike) -> tuple[str, np.ndarray]:
         raise ValueError(f"path file {path}: expected a mapping with 'waypoints: [[x, y], ...]' "
                          f"(and optional frame_id), found {type(data).__name__}")
     frame = str(data.get('frame_id', 'odom'))
-    return frame, validate_path(data['waypoints'], frame, source=f'path file {path}')
+    return frame, validate_path(data['waypoints'], frame, DEFAULT_WORLD_FRAMES, source=f'path file {path}')
 
 
 def tracking_report(path_xy: np.ndarray, trajectory_xy: np.ndarray) -> dict:
@@ -107,9 +107,9 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     def spin_until(predicate, what):
         while not predicate():
             if time.monotonic() - wall0 > timeout_s:
-                raise TimeoutError(f'follow: no {what} after {timeout_s:.0f} s')
+                raise TimeoutError(f'no {what} after {timeout_s:.0f} s')
             if graph.poll() is not None:
-                raise RuntimeError(f'follow: the graph ended ({graph.exit_node} exited with '
+                raise RuntimeError(f'the graph ended ({graph.exit_node} exited with '
                                    f'{graph.poll()}) before {what}')
             executor.spin_once(timeout_sec=0.05)
 

@@ -1,0 +1,67 @@
+"""The main job end to end: `mbmf-ros follow` runs the follow graph over DDS with the shipped hexapod model on a
+path it was never tuned on, and measures itself against the path; baselines and bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+FOLLOW = [sys.executable, '-m', 'mbmf_ros.cli', 'follow', '--agent', 'hexapod']
+
+
+def write_path(tmp_path, text, name='path.yaml'):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def follow(ros_env, tmp_path, path_file, *extra, timeout=240):
+    report = tmp_path / 'report.json'
+    out = subprocess.run(FOLLOW + ['--path', path_file, '--report', str(report), *extra], env=ros_env,
+                         capture_output=True, text=True, timeout=timeout)
+    return out, (json.loads(report.read_text()) if report.exists() else None)
+
+
+def test_shipped_model_follows_an_unseen_path_and_beats_the_zero_baseline(ros_env, tmp_path):
+    path = write_path(tmp_path, 'frame_id: odom\nwaypoints: [[0, 0], [0.4, 0.0], [0.6, 0.25]]\n')
+    plot = tmp_path / 'follow.png'
+    out, report = follow(ros_env, tmp_path, path, '--plot', str(plot))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert report['completion'] >= 0.9 and report['done']
+    assert report['mean_cross_track_m'] < 0.5 * report['body_length_m']
+    assert report['planner'] == 'random_shooting' and report['samples'] == 500 and report['horizon'] == 10
+    assert report['steps'] > 0 and report['duration_s'] == pytest.approx(report['steps'] * 0.05)
+    assert plot.stat().st_size > 10_000
+    steps = report['steps']
+    out, zero = follow(ros_env, tmp_path, path, '--baseline', 'zero', '--max-steps', str(steps))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert zero['controller'] == 'zero' and zero['steps'] == steps and zero['completion'] < 0.05
+
+
+@pytest.mark.parametrize('text, message', [
+    ('frame_id: odom\nwaypoints: [[0, 0]]\n', 'a path needs at least 2 waypoints, found 1'),
+    ('frame_id: odom\nwaypoints: [[0, 0], [.nan, 1.0]]\n', 'waypoint 1 is not finite'),
+    ('frame_id: base_link\nwaypoints: [[0, 0], [1, 0]]\n', "unknown frame_id 'base_link'"),
+    ('waypoints: 3\n', 'waypoints must'),
+    ('- [0, 0]\n', "expected a mapping with 'waypoints"),
+])
+def test_bad_path_files_are_refused_before_anything_starts(ros_env, tmp_path, text, message):
+    out, report = follow(ros_env, tmp_path, write_path(tmp_path, text), timeout=60)
+    assert out.returncode == 2 and message in out.stderr and report is None
+
+
+def test_a_model_for_another_agent_is_refused_with_both_names(ros_env, tmp_path):
+    import torch
+
+    from mbmf_ros.core.agents import get_agent
+    from mbmf_ros.core.dynamics import DynamicsModel
+    from mbmf_ros.io.checkpoint import save_checkpoint
+    spec = get_agent('swimmer')
+    torch.manual_seed(0)
+    model = save_checkpoint(tmp_path / 'swimmer.pt', DynamicsModel(spec.state_names, spec.action_names, (16,),
+                                                                   agent='swimmer'), {})
+    path = write_path(tmp_path, 'frame_id: odom\nwaypoints: [[0, 0], [1, 0]]\n')
+    out, report = follow(ros_env, tmp_path, path, '--model', str(model), timeout=120)
+    assert out.returncode == 2 and report is None
+    assert 'mpc_planner exited' in out.stderr
+    assert "agent 'swimmer'" in out.stderr and "expected 'hexapod'" in out.stderr
