@@ -101,7 +101,8 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     node.create_subscription(PathMsg, T.REFERENCE, reference.append, LATCHED)
     waypoints = node.create_publisher(PathMsg, T.WAYPOINTS, CONTROL)
     reset = node.create_client(ResetSim, T.RESET)
-    graph = start_graph('follow', arguments, output=open(os.devnull, 'w') if quiet else log)
+    sink = open(os.devnull, 'w') if quiet else None
+    graph = start_graph('follow', arguments, output=sink or log)
     wall0 = time.monotonic()
 
     def spin_until(predicate, what):
@@ -136,6 +137,8 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
+        if sink is not None:
+            sink.close()
     states = [m for m in states if m.episode == episode]
     anchored = [m for m in reference if m.poses]
     world_path = np.asarray(msg_to_points(anchored[-1]), dtype=np.float64) if anchored else path_xy

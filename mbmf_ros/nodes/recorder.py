@@ -33,7 +33,7 @@ from rclpy.serialization import deserialize_message
 
 from mbmf_ros import topics as T
 from mbmf_ros.io.bags import ensure_type, package_typestore
-from mbmf_ros.nodes.common import run_node
+from mbmf_ros.nodes.common import run_node, stamp_ns
 
 DEFAULT_TOPICS = [T.STATE, T.ACTION, T.ODOM, T.IMU, T.JOINT_STATES, T.MOCAP_POSE]
 KNOWN_TYPES = {
@@ -237,7 +237,7 @@ class Recorder(Node):
             # An action belongs to the episode of the state it answers (same stamp). DDS does not order
             # messages across topics: it may come before its state (hold it) or after the next episode began.
             act = deserialize_message(data, self._ActionCommand)
-            stamp = act.header.stamp.sec * 1_000_000_000 + act.header.stamp.nanosec
+            stamp = stamp_ns(act.header.stamp)
             ep = self.state_episode.get(stamp)
             if ep is None:
                 self.held_actions.setdefault(stamp, []).append((topic, msgtype, t_ns, bytes(data)))
@@ -251,7 +251,7 @@ class Recorder(Node):
         self._write(topic, msgtype, t_ns, data, target)
 
     def _on_state(self, msg, topic, msgtype, t_ns, data):
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp = stamp_ns(msg.header.stamp)
         self.state_episode[stamp] = msg.episode
         while len(self.state_episode) > 2000:
             self.state_episode.popitem(last=False)
