@@ -30,12 +30,14 @@ def test_shipped_model_follows_an_unseen_path_and_beats_the_zero_baseline(ros_en
     assert report['completion'] >= 0.9 and report['done']
     assert report['mean_cross_track_m'] < 0.5 * report['body_length_m']
     assert report['planner'] == 'random_shooting' and report['samples'] == 500 and report['horizon'] == 10
+    assert report['missed_states'] == 0
     assert report['steps'] > 0 and report['duration_s'] == pytest.approx(report['steps'] * 0.05)
     assert plot.stat().st_size > 10_000
     steps = report['steps']
     out, zero = follow(ros_env, tmp_path, path, '--baseline', 'zero', '--max-steps', str(steps))
     assert out.returncode == 0, out.stderr[-3000:]
     assert zero['controller'] == 'zero' and zero['steps'] == steps and zero['completion'] < 0.05
+    assert zero['missed_states'] == 0
 
 
 @pytest.mark.parametrize('text, message', [

@@ -81,7 +81,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     from mbmf_ros.launcher import start_graph
     from mbmf_ros.msg import AgentState, MpcStatus, TrackingStatus
     from mbmf_ros.srv import ResetSim
-    from mbmf_ros.nodes.common import CONTROL, LATCHED, stamp_to_sec
+    from mbmf_ros.nodes.common import CONTROL, LATCHED, STATE, stamp_to_sec
     from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
     spec = get_agent(agent)
@@ -95,7 +95,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(node)
     states, status, tracking, reference = [], [], [], []
-    node.create_subscription(AgentState, T.STATE, states.append, CONTROL)
+    node.create_subscription(AgentState, T.STATE, states.append, STATE)   # with the publisher's history
     node.create_subscription(MpcStatus, T.MPC_STATUS, status.append, CONTROL)
     node.create_subscription(TrackingStatus, T.TRACKING, tracking.append, CONTROL)
     node.create_subscription(PathMsg, T.REFERENCE, reference.append, LATCHED)
@@ -139,7 +139,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
         rclpy.try_shutdown(context=context)
         if sink is not None:
             sink.close()
-    states = [m for m in states if m.episode == episode]
+    states = sorted({m.step: m for m in states if m.episode == episode}.values(), key=lambda m: m.step)
     anchored = [m for m in reference if m.poses]
     world_path = np.asarray(msg_to_points(anchored[-1]), dtype=np.float64) if anchored else path_xy
     ix, iy = spec.state_names.index('x'), spec.state_names.index('y')
@@ -149,8 +149,10 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     report.update({
         'agent': agent, 'controller': controller, 'planner': planner if controller == 'mpc' else controller,
         'samples': int(status[-1].samples) if status else 0, 'horizon': int(status[-1].horizon) if status else 0,
-        'steps': len(states) - 1, 'duration_s': stamp_to_sec(states[-1].header.stamp)
-        - stamp_to_sec(states[0].header.stamp), 'body_length_m': spec.body_length,
+        # steps count from the reset (step 0); a state this observer missed does not shorten the run
+        'steps': int(states[-1].step), 'missed_states': int(states[-1].step + 1 - len(states)),
+        'duration_s': stamp_to_sec(states[-1].header.stamp) - stamp_to_sec(states[0].header.stamp)
+        + states[0].step * spec.dt, 'body_length_m': spec.body_length,
         'mean_cross_track_body_lengths': report['mean_cross_track_m'] / spec.body_length,
         'done': bool(tracking and tracking[-1].done), 'mean_solve_time_s': float(np.mean(solve)) if solve else 0.0,
         'wall_time_s': time.monotonic() - wall0, 'model': model, 'seed': seed,
