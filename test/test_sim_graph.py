@@ -159,3 +159,34 @@ def test_collect_rejects_an_unknown_agent(tmp_path, ros_env):
     res = subprocess.run([sys.executable, '-m', 'mbmf_ros.cli', 'collect', '--agent', 'quadcopter', '--out',
                           str(tmp_path)], env=ros_env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and 'hexapod' in res.stderr and 'quadcopter' in res.stderr
+
+
+def test_realtime_watchdog_stops_the_robot_when_actions_stop(ros, procs):
+    """Real-time mode holds the latest action; when actions stop for action_timeout_s the cranks stop."""
+    import time
+
+    from sensor_msgs.msg import JointState
+
+    from mbmf_ros.msg import ActionCommand
+    from mbmf_ros.nodes.common import CONTROL, SENSOR
+    joints = ros.collect(JointState, T.JOINT_STATES, SENSOR)
+    pub = ros.node.create_publisher(ActionCommand, T.ACTION, CONTROL)
+    procs.node('mujoco_bridge', params={'agent': 'hexapod', 'mode': 'realtime', 'action_timeout_s': 0.3})
+    ros.wait_for_subscribers(pub, 1, 30)
+    ros.spin_until(lambda: joints, 30, 'joint states from the free-running bridge')
+
+    def crank_speed():
+        return float(np.mean(np.abs(joints[-1].velocity)))
+
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:   # commands at about 20 Hz, like a planner
+        pub.publish(ActionCommand(values=[1.0, 1.0], source='test'))
+        ros.spin_for(0.05)
+    driven = crank_speed()
+    assert driven > 5.0, f'cranks at {driven:.2f} rad/s under full command'
+    ros.spin_until(lambda: 'watchdog: last action' in procs.output('mujoco_bridge'), 10, 'the watchdog')
+    ros.spin_for(1.0)
+    stopped = crank_speed()
+    assert stopped < 0.1 * driven, f'cranks still at {stopped:.2f} rad/s ({driven:.2f} driven)'
+    pub.publish(ActionCommand(values=[1.0, 1.0], source='test'))
+    ros.spin_until(lambda: 'actions are back' in procs.output('mujoco_bridge'), 10, 'the watchdog releasing')

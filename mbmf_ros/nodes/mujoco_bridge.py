@@ -89,6 +89,8 @@ class MujocoBridge(Node):
         self.last = None              # the last StepResult published
         self.last_sent_wall = 0.0
         self.latest_action = None     # realtime: (values, wall time)
+        self.watchdog_stops = 0       # realtime: times the watchdog replaced a stale action by zeros
+        self.watchdog_tripped = False
         self.exit_code = None
         if self.mode == 'lockstep':
             self.create_timer(0.05, self.lockstep_watch)
@@ -198,6 +200,9 @@ class MujocoBridge(Node):
     def on_action(self, msg: ActionCommand):
         if self.mode == 'realtime':
             self.latest_action = (self.check(msg), time.monotonic())
+            if self.watchdog_tripped:
+                self.watchdog_tripped = False
+                self.get_logger().info('watchdog: actions are back, resuming')
             return
         if self.stopped or self.last is None or self.last.terminal:
             return
@@ -214,8 +219,15 @@ class MujocoBridge(Node):
             self.new_episode(why='start')
             return
         action = np.zeros(self.spec.action_dim)
-        if self.latest_action is not None and time.monotonic() - self.latest_action[1] <= self.action_timeout:
-            action = self.latest_action[0]
+        if self.latest_action is not None:
+            age = time.monotonic() - self.latest_action[1]
+            if age <= self.action_timeout:
+                action = self.latest_action[0]
+            elif not self.watchdog_tripped:
+                self.watchdog_tripped = True
+                self.watchdog_stops += 1
+                self.get_logger().warn(f'watchdog: last action {age:.2f} s old (action_timeout_s '
+                                       f'{self.action_timeout:g}): zero command, the robot stops')
         self.advance(action)
 
     # --- reset service --------------------------------------------------------------------------------------
@@ -230,7 +242,8 @@ class MujocoBridge(Node):
 
     def close(self):
         self.get_logger().info(f'{self.steps_total} steps, {self.episodes_done} episodes, '
-                               f'{self.rejected} rejected actions, {self.ignored} stale actions ignored')
+                               f'{self.rejected} rejected actions, {self.ignored} stale actions ignored'
+                               + (f', {self.watchdog_stops} watchdog stops' if self.mode == 'realtime' else ''))
 
 
 def main(args=None):
