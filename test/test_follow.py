@@ -40,6 +40,16 @@ def test_shipped_model_follows_an_unseen_path_and_beats_the_zero_baseline(ros_en
     assert zero['missed_states'] == 0
 
 
+@pytest.mark.parametrize('planner', ['cem', 'mppi'])
+def test_cem_and_mppi_take_a_sharp_corner(ros_env, tmp_path, planner):
+    """A 127-degree corner: MPPI's weighted average of "turn left" and "turn right" used to stall there."""
+    path = write_path(tmp_path, 'frame_id: odom\nwaypoints: [[0, 0], [0.4, 0.0], [0.1, 0.25]]\n')
+    out, report = follow(ros_env, tmp_path, path, '--planner', planner)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert report['planner'] == planner and report['done'] and report['completion'] >= 0.9
+    assert report['mean_cross_track_m'] < 0.5 * report['body_length_m']
+
+
 @pytest.mark.parametrize('text, message', [
     ('frame_id: odom\nwaypoints: [[0, 0]]\n', 'a path needs at least 2 waypoints, found 1'),
     ('frame_id: odom\nwaypoints: [[0, 0], [.nan, 1.0]]\n', 'waypoint 1 is not finite'),

@@ -62,12 +62,6 @@ def tracking_report(path_xy: np.ndarray, trajectory_xy: np.ndarray) -> dict:
             'completion': float(min(1.0, state.progress)), 'path_length_m': float(path.length)}
 
 
-def step_budget(path_xy: np.ndarray, spec) -> int:
-    """Control steps allowed for a path: 3x the time at 2 body lengths/s, plus 2 s to get going."""
-    from mbmf_ros.core.waypoints import path_length
-    return int(math.ceil((3.0 * path_length(path_xy) / (2.0 * spec.body_length) + 2.0) / spec.dt))
-
-
 def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: str = '',
                planner: str = 'random_shooting', controller: str = 'mpc', num_samples: int = 0,
                horizon: int = 0, seed: int = 0, max_steps: int = 0, timeout_s: float = 300.0,
@@ -78,6 +72,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
 
     from mbmf_ros import topics as T
     from mbmf_ros.core.agents import get_agent
+    from mbmf_ros.core.waypoints import step_budget
     from mbmf_ros.launcher import start_graph
     from mbmf_ros.msg import AgentState, MpcStatus, TrackingStatus
     from mbmf_ros.srv import ResetSim
@@ -85,7 +80,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
     spec = get_agent(agent)
-    max_steps = max_steps or step_budget(path_xy, spec)
+    max_steps = max_steps or step_budget(path_xy, spec.body_length, spec.dt)
     arguments = {'agent': agent, 'model': model, 'planner': planner, 'controller': controller,
                  'num_samples': str(num_samples), 'horizon': str(horizon), 'seed': str(seed),
                  'max_steps': str(max_steps), 'wait_for_reset': 'true'}

@@ -232,6 +232,8 @@ class MPPIPlanner(Planner):
     relative to the spread of the returns, so it does not depend on the reward's scale).
     iterations: refinements per plan (K / iterations samples each). The warm start itself is a sample.
     uniform_fraction: share of the samples drawn uniformly from [-1, 1] (see CEMPlanner).
+    The recombined plan is executed unless the best sample of the last batch is predicted to do better
+    (info['fallback']); the next plan warm-starts from what was executed.
     """
     name = 'mppi'
 
@@ -258,9 +260,13 @@ class MPPIPlanner(Planner):
             spread = (returns.max() - returns.min()).clamp_min(1e-9)
             w = torch.softmax((returns - returns.max()) / (self.temperature * spread), 0)
             mean = (w[:, None, None] * actions).sum(0).clamp(-1.0, 1.0)
-        # Predict the recombined plan once more: it is what is executed and shown.
+        # Predict the recombined plan once more. At a fork between two manoeuvres (turn left or right at a sharp
+        # corner) the weighted average can be neither and stall the robot: then the best sample is executed.
         ret, st = self.rollout(model, task, state, mean.unsqueeze(0))
-        return mean, ret[0], st[:, 0], self._candidates(returns, states), {}
+        i = int(torch.argmax(returns))
+        if float(returns[i]) > float(ret[0]):
+            return actions[i], returns[i], states[:, i], self._candidates(returns, states), {'fallback': True}
+        return mean, ret[0], st[:, 0], self._candidates(returns, states), {'fallback': False}
 
 
 def make_planner(name: str, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,

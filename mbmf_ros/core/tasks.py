@@ -67,7 +67,7 @@ class TrajectoryFollowingTask(Task):
     """
     name = 'trajectory_following'
 
-    def __init__(self, path: WaypointPath | None = None, alpha: float = 2.0, beta: float = 5.0,
+    def __init__(self, path: WaypointPath | None = None, alpha: float = 1.0, beta: float = 5.0,
                  heading_weight: float = 0.0, lookahead_m: float | None = None, goal_tolerance_m: float = 0.0,
                  clamp_progress: bool = True):
         for label, v in (('alpha', alpha), ('beta', beta), ('heading_weight', heading_weight)):

@@ -217,3 +217,8 @@ def path_length(points: Sequence) -> float:
     """Length (m) of the polyline through ``points`` (N, 2)."""
     arr = np.asarray(points, dtype=np.float64)
     return float(np.linalg.norm(np.diff(arr[:, :2], axis=0), axis=1).sum()) if len(arr) > 1 else 0.0
+
+
+def step_budget(points: Sequence, body_length_m: float, dt: float) -> int:
+    """Control steps allowed to follow a path: 3x the time at 2 body lengths/s, plus 2 s to get going."""
+    return int(math.ceil((3.0 * path_length(points) / (2.0 * body_length_m) + 2.0) / dt))
