@@ -121,6 +121,11 @@ def test_unicycle_body_frame_pose_and_ensemble():
     model, metrics = train_dynamics(train, val, cfg, progress=False)
     assert model.num_members == 3
     assert metrics['h_step'][10] < 0.05 * zero_change_error(val, 10), metrics['h_step']
+    # x/y error after H steps, in metres: grows with H and stays far below how far the robot moved.
+    pos = metrics['h_step_position_m']
+    assert pos[1] < pos[5] < pos[10] < pos[20], pos
+    moved = np.mean([np.linalg.norm(t.states[10:, :2] - t.states[:-10, :2], axis=1).mean() for t in val])
+    assert pos[10] < 0.1 * moved, (pos, moved)
     # Pose invariance: the same motion from a pose rotated/translated elsewhere moves the same in the body frame.
     s = torch.tensor([[0.0, 0.0, 0.0, 0.8, 0.3], [3.0, -2.0, 2.0, 0.8, 0.3]], dtype=torch.float32)
     a = torch.tensor([[0.5, 0.2], [0.5, 0.2]])

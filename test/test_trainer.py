@@ -72,6 +72,8 @@ def test_train_and_plot_commands(bags, tmp_path, capsys):
     assert len(meta['bags']) == 3 and all(b['hash'].startswith('sha256:') for b in meta['bags'])
     h = {int(k): v for k, v in meta['metrics']['h_step'].items()}
     assert sorted(h) == [1, 5, 10, 20, 50] and h[1] < h[50]
+    pos = {int(k): v for k, v in meta['metrics']['h_step_position_m'].items()}
+    assert sorted(pos) == [1, 5, 10, 20, 50] and 0 < pos[1] < pos[50]
     assert meta['metrics']['validation_mse'] < 0.2  # learnable smooth system: far below the trivial 1.0
     # warm start continues from the checkpoint
     out2 = tmp_path / 'm2.pt'

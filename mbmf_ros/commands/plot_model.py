@@ -31,7 +31,7 @@ def make_figure(model, trajs, steps, elements, horizons, index=None):
     import numpy as np
     import torch
 
-    from mbmf_ros.core.training import h_step_errors
+    from mbmf_ros.core.training import h_step_errors, h_step_position_errors
     names = list(model.state_names)
     unknown = [e for e in elements if e not in names]
     if unknown:
@@ -41,6 +41,7 @@ def make_figure(model, trajs, steps, elements, horizons, index=None):
     pred = model.rollout(torch.as_tensor(t.states[0], dtype=torch.float32),
                          torch.as_tensor(t.actions[:n]))[:, :, 0].double().numpy()   # (E, n+1, S)
     errs = h_step_errors(model, trajs, horizons)
+    pos = h_step_position_errors(model, trajs, horizons)
     cols = 3
     rows = (len(elements) + 1 + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
@@ -56,9 +57,12 @@ def make_figure(model, trajs, steps, elements, horizons, index=None):
     axes[0].legend(fontsize=8)
     ax = axes[len(elements)]
     hs = sorted(errs)
-    ax.semilogy(hs, [errs[h] for h in hs], 'o-')
+    ax.semilogy(hs, [errs[h] for h in hs], 'o-', label='Eq. 3 error')
     ax.set_xlabel('H (steps)')
     ax.set_ylabel('Eq. 3 error')
+    twin = ax.twinx()
+    twin.plot(hs, [pos[h] * 100 for h in hs], 's--', color='tab:red', label='x/y error after H (cm)')
+    twin.set_ylabel('x/y error after H steps (cm)', color='tab:red')
     ax.set_title(f'H-step open-loop error ({len(trajs)} trajectories)', fontsize=9)
     for extra in axes[len(elements) + 1:]:
         extra.axis('off')

@@ -5,7 +5,7 @@ with ``states``/``actions`` attributes). Inputs ``concat(normalise(s[3:]), a)``,
 ``normalise(delta_target(s, s'))``; MSE loss in normalised units; Adam lr 1e-3, batch 512; zero-mean Gaussian
 noise on normalised inputs and targets; split into train/validation by trajectory; D_rand/D_rl mixing
 (paper: 10-90); warm start; ensembles on bootstrap samples. Validation: 1-step MSE (normalised units) and the
-H-step open-loop error of Eq. 3 (physical units, yaw difference wrapped).
+H-step open-loop error of Eq. 3 (physical units, yaw difference wrapped) and the x/y distance after H steps (m).
 """
 from __future__ import annotations
 
@@ -145,6 +145,24 @@ def one_step_mse(model: DynamicsModel, data: Transitions, chunk: int = 65536) ->
     return total / len(x)
 
 
+def _open_loop_errors(model: DynamicsModel, trajectories, H: int, max_starts: int, rng):
+    """truth - prediction (E, N, H, S) of H-step open-loop rollouts from up to ``max_starts`` start points
+    (yaw difference wrapped), or None when no trajectory has H actions."""
+    trajs = [t for t in trajectories if len(t.actions)]
+    starts = [(i, s) for i, t in enumerate(trajs) for s in range(len(t.actions) - H + 1)]
+    if not starts:
+        return None
+    if len(starts) > max_starts:
+        starts = [starts[j] for j in rng.choice(len(starts), max_starts, replace=False)]
+    s0 = np.stack([trajs[i].states[s] for i, s in starts]).astype(np.float32)
+    acts = np.stack([trajs[i].actions[s:s + H] for i, s in starts]).astype(np.float32)   # (N, H, A)
+    truth = np.stack([trajs[i].states[s + 1:s + H + 1] for i, s in starts])             # (N, H, S)
+    pred = model.rollout(torch.as_tensor(s0), torch.as_tensor(acts).transpose(0, 1))[:, 1:]  # (E,H,N,S)
+    diff = truth[None] - pred.double().permute(0, 2, 1, 3).numpy()                       # (E, N, H, S)
+    diff[..., 2] = wrap_angle(diff[..., 2])
+    return diff
+
+
 def h_step_errors(model: DynamicsModel, trajectories, horizons=HORIZONS, max_starts: int = 2000,
                   seed: int = 0) -> dict:
     """Paper Eq. 3: mean over start points t of (1/H) sum_h 1/2 ||s_{t+h} - s^_{t+h}||^2, open loop.
@@ -154,21 +172,26 @@ def h_step_errors(model: DynamicsModel, trajectories, horizons=HORIZONS, max_sta
     """
     rng = np.random.default_rng(seed)
     out = {}
-    trajs = [t for t in trajectories if len(t.actions)]
     for H in horizons:
-        starts = [(i, s) for i, t in enumerate(trajs) for s in range(len(t.actions) - H + 1)]
-        if not starts:
-            continue
-        if len(starts) > max_starts:
-            starts = [starts[j] for j in rng.choice(len(starts), max_starts, replace=False)]
-        s0 = np.stack([trajs[i].states[s] for i, s in starts]).astype(np.float32)
-        acts = np.stack([trajs[i].actions[s:s + H] for i, s in starts]).astype(np.float32)   # (N, H, A)
-        truth = np.stack([trajs[i].states[s + 1:s + H + 1] for i, s in starts])             # (N, H, S)
-        pred = model.rollout(torch.as_tensor(s0), torch.as_tensor(acts).transpose(0, 1))[:, 1:]  # (E,H,N,S)
-        pred = pred.double().permute(0, 2, 1, 3).numpy()                                    # (E, N, H, S)
-        diff = truth[None] - pred
-        diff[..., 2] = wrap_angle(diff[..., 2])
-        out[H] = float((0.5 * (diff ** 2).sum(-1)).mean())
+        diff = _open_loop_errors(model, trajectories, H, max_starts, rng)
+        if diff is not None:
+            out[H] = float((0.5 * (diff ** 2).sum(-1)).mean())
+    return out
+
+
+def h_step_position_errors(model: DynamicsModel, trajectories, horizons=HORIZONS, max_starts: int = 2000,
+                           seed: int = 0) -> dict:
+    """{H: mean distance (m) between the predicted and the true x, y after H open-loop steps}.
+
+    Eq. 3 sums every state element in its own units, so on the hexapod crank speeds (~20 rad/s) dominate it;
+    this is the figure that matters for following a path, in metres.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for H in horizons:
+        diff = _open_loop_errors(model, trajectories, H, max_starts, rng)
+        if diff is not None:
+            out[H] = float(np.linalg.norm(diff[:, :, -1, :2], axis=-1).mean())
     return out
 
 
@@ -291,6 +314,8 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
         'validation_mse': one_step_mse(model, d_val) if d_val is not None else float('nan'),
         'h_step': h_step_errors(model, validation, cfg.horizons, cfg.max_validation_starts, cfg.seed)
         if validation else {},
+        'h_step_position_m': h_step_position_errors(model, validation, cfg.horizons, cfg.max_validation_starts,
+                                                    cfg.seed) if validation else {},
         'transitions': n_rand + n_rl,
         'validation_transitions': len(d_val) if d_val is not None else 0,
         'epochs': len(history),
@@ -305,7 +330,9 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
 
 def format_metrics(metrics: dict) -> str:
     h = ', '.join(f'H={k}: {v:.4g}' for k, v in sorted(metrics.get('h_step', {}).items()))
+    pos = ', '.join(f'H={k}: {v * 100:.2g} cm' for k, v in sorted(metrics.get('h_step_position_m', {}).items()))
     return (f'{metrics["transitions"]} transitions, {metrics["epochs"]} epochs in {metrics["seconds"]:.1f} s '
             f'({metrics["transitions_per_s"]:.0f} transitions/s); 1-step MSE train {metrics["train_mse"]:.4g}, '
-            f'validation {metrics["validation_mse"]:.4g}; H-step error {h or "n/a"}')
+            f'validation {metrics["validation_mse"]:.4g}; H-step error {h or "n/a"}; '
+            f'x/y error after H steps {pos or "n/a"}')
 
