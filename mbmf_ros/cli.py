@@ -12,6 +12,7 @@ COMMANDS = {
     'collect': 'mbmf_ros.commands.collect',
     'train': 'mbmf_ros.commands.train',
     'follow': 'mbmf_ros.commands.follow',
+    'send-path': 'mbmf_ros.commands.send_path',
     'make-model': 'mbmf_ros.commands.make_model',
     'plot-model': 'mbmf_ros.commands.plot_model',
 }

@@ -154,6 +154,8 @@ def _follow_nodes(args: dict) -> list:
     agent, sim, controller = args['agent'], as_bool(args['sim']), args['controller']
     if controller not in ('mpc', 'zero', 'random'):
         raise ValueError(f"follow: controller must be mpc, zero or random, found {controller!r}")
+    if args['mode'] not in ('realtime', 'lockstep'):
+        raise ValueError(f"follow: mode must be realtime or lockstep, found {args['mode']!r}")
     if not sim:
         raise ValueError('follow: sim:=false needs the hardware_bridge node, which this version does not ship yet')
     seed, sim_time = int(args['seed']), {'use_sim_time': True}
@@ -169,7 +171,7 @@ def _follow_nodes(args: dict) -> list:
             'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}])
     return [
         NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=[{
-            'agent': agent, 'mode': 'lockstep', 'seed': seed, 'max_episode_steps': int(args['max_steps']),
+            'agent': agent, 'mode': args['mode'], 'seed': seed, 'max_episode_steps': int(args['max_steps']),
             'max_episodes': 1, 'min_state_subscribers': int(args['min_state_subscribers']),
             'wait_for_reset': as_bool(args['wait_for_reset'])}]),
         NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}]),
@@ -183,7 +185,9 @@ register(GraphDesc(
     description='Waypoint following: publish a nav_msgs/Path on /waypoints (relative to the start pose) and '
                 'the robot follows it with MPC over the learned dynamics model.',
     arguments={'agent': ('hexapod', 'agent name'),
-               'sim': ('true', 'true: MuJoCo bridge in lock-step on simulated time'),
+               'sim': ('true', 'true: the MuJoCo bridge, on simulated time'),
+               'mode': ('realtime', 'realtime: the simulated robot runs at wall-clock pace and waits for paths; '
+                                    'lockstep: one step per action (deterministic, for evaluation)'),
                'model': ('', "dynamics checkpoint ('' : the shipped config/models/<agent>.pt)"),
                'planner': ('random_shooting', 'random_shooting (the paper), cem or mppi'),
                'controller': ('mpc', 'mpc, or a baseline: zero or random actions'),
@@ -193,7 +197,7 @@ register(GraphDesc(
                'beta': ('5.0', 'weight of the progress along the path (paper Alg. 2)'),
                'heading_weight': ('0.0', 'weight of the heading error to the closest segment (0: the paper)'),
                'seed': ('0', 'seed of the start state and of the planner'),
-               'max_steps': ('2000', 'control steps before the episode ends'),
+               'max_steps': ('-1', 'control steps before the episode ends (-1: no limit, 0: the agent default)'),
                'threads': ('1', 'torch threads of the planner'),
                'min_state_subscribers': ('2', 'listeners of /mbmf/state the bridge waits for before it steps'),
                'wait_for_reset': ('false', 'true: the first episode starts only when /mbmf/reset is called')},

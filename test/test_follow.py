@@ -77,3 +77,31 @@ def test_a_model_for_another_agent_is_refused_with_both_names(ros_env, tmp_path)
     assert out.returncode == 2 and report is None
     assert 'mpc_planner exited' in out.stderr
     assert "agent 'swimmer'" in out.stderr and "expected 'hexapod'" in out.stderr
+
+
+def test_launched_follow_graph_takes_paths_from_send_path(ros_env, tmp_path, procs):
+    """The user's way: `mbmf-ros launch follow` (real time, no step limit) and paths sent with send-path, one
+    after the other, each followed from where the robot stands; send-path exits 0 when the robot is at the end."""
+    cli = [sys.executable, '-m', 'mbmf_ros.cli']
+    graph = procs.start(cli + ['launch', 'follow'], name='follow_graph')
+    for name, text in (('ahead', '[[0, 0], [0.4, 0]]'), ('left', '[[0, 0], [0.2, 0], [0.3, 0.15]]')):
+        path = write_path(tmp_path, f'frame_id: odom\nwaypoints: {text}\n', f'{name}.yaml')
+        out = subprocess.run(cli + ['send-path', path, '--wait', '--timeout', '60'], env=ros_env,
+                             capture_output=True, text=True, timeout=150)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:] + procs.output('follow_graph')[-3000:]
+        assert 'accepted' in out.stdout and 'done:' in out.stdout
+    assert graph.poll() is None, 'the graph waits for the next path'
+    log = procs.output('follow_graph')
+    assert 'realtime mode' in log and log.count('accepted a path') == 2
+    assert procs.stop('follow_graph', timeout=20) == 0
+
+
+def test_send_path_without_a_graph_or_with_a_bad_file(ros_env, tmp_path):
+    cli = [sys.executable, '-m', 'mbmf_ros.cli', 'send-path']
+    good = write_path(tmp_path, 'frame_id: odom\nwaypoints: [[0, 0], [1, 0]]\n')
+    out = subprocess.run(cli + [good, '--connect-timeout', '2'], env=ros_env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and 'is the follow graph running' in out.stderr
+    bad = write_path(tmp_path, 'frame_id: odom\nwaypoints: [[0, 0]]\n', 'bad.yaml')
+    out = subprocess.run(cli + [bad], env=ros_env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and 'at least 2 waypoints' in out.stderr

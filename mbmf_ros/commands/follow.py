@@ -83,7 +83,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     max_steps = max_steps or step_budget(path_xy, spec.body_length, spec.dt)
     arguments = {'agent': agent, 'model': model, 'planner': planner, 'controller': controller,
                  'num_samples': str(num_samples), 'horizon': str(horizon), 'seed': str(seed),
-                 'max_steps': str(max_steps), 'wait_for_reset': 'true'}
+                 'max_steps': str(max_steps), 'mode': 'lockstep', 'wait_for_reset': 'true'}
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node(f'follow_{os.getpid()}', context=context)

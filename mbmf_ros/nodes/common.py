@@ -1,6 +1,7 @@
 """Plumbing shared by every mbmf_ros node: QoS profiles, the standard main(), stamp conversions."""
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Callable
 
@@ -49,15 +50,23 @@ def run_node(make_node: Callable[[], Node], args=None) -> int:
     ``make_node`` may raise ``SystemExit`` (e.g. on a bad parameter) to exit with its code. A node may set
     ``self.exit_code`` and call ``rclpy.shutdown()``-free ``self.request_exit(code)`` to end the spin.
     Returns the process exit code.
+
+    SIGINT and SIGTERM end the spin between two callbacks (never inside one: a recorder is never cut in the
+    middle of a write), and ``close()`` runs while the context is still valid (its log lines reach /rosout)
+    before the node is destroyed.
     """
-    rclpy.init(args=args if args is not None else sys.argv)
+    from rclpy.signals import SignalHandlerOptions
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = []
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
     node = None
     executor = SingleThreadedExecutor()
     code = 0
     try:
         node = make_node()
         executor.add_node(node)
-        while rclpy.ok() and getattr(node, 'exit_code', None) is None:
+        while rclpy.ok() and not stop and getattr(node, 'exit_code', None) is None:
             executor.spin_once(timeout_sec=0.1)
         code = getattr(node, 'exit_code', None) or 0
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -60,14 +60,15 @@ class MujocoBridge(Node):
         self.wait_for_reset = bool(self.declare_parameter('wait_for_reset', False).value)
         if self.mode not in ('lockstep', 'realtime'):
             raise SystemExit(f'mujoco_bridge: parameter mode: expected lockstep or realtime, found {self.mode!r}')
-        if max_steps < 0 or self.max_episodes < 0:
-            raise SystemExit(f'mujoco_bridge: max_episode_steps and max_episodes must be >= 0, '
+        if max_steps < -1 or self.max_episodes < 0:
+            raise SystemExit(f'mujoco_bridge: max_episode_steps must be >= -1 and max_episodes >= 0, '
                              f'found {max_steps} and {self.max_episodes}')
         try:
             self.spec = get_agent(agent)
         except ValueError as e:
             raise SystemExit(f'mujoco_bridge: parameter agent: {e}')
-        self.sim = Simulation(self.spec, max_episode_steps=max_steps or None, seed=seed)
+        # max_episode_steps 0: the agent's default; -1: no limit (an interactive robot waiting for paths)
+        self.sim = Simulation(self.spec, max_episode_steps=None if max_steps == 0 else max(max_steps, 0), seed=seed)
         self.joint_names = [j.mujoco_joint for j in self.spec.joints]
 
         self.pub_clock = self.create_publisher(Clock, T.CLOCK, 10)
@@ -97,7 +98,7 @@ class MujocoBridge(Node):
         else:
             self.create_timer(self.spec.dt, self.realtime_tick)
         self.get_logger().info(f'{self.spec.name} in {self.mode} mode, dt {self.spec.dt} s, '
-                               f'{self.sim.max_episode_steps} steps per episode, seed {seed}')
+                               f'{self.sim.max_episode_steps or "no limit of"} steps per episode, seed {seed}')
 
     # --- publishing ---------------------------------------------------------------------------------------
     def publish(self, result, flags=()):

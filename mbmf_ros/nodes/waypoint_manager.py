@@ -7,7 +7,8 @@ Subscribes
 Publishes
   /mbmf/reference (nav_msgs/Path, latched, frame ``odom``): the accepted path in the world frame, each pose
   facing along its segment; an EMPTY path when the last input was rejected (the planner then stops).
-  /mbmf/tracking (mbmf_ros/TrackingStatus): on every state, and at once when a path is accepted or rejected.
+  /mbmf/tracking (mbmf_ros/TrackingStatus): on every state, and at once when a path is accepted or rejected;
+  path_stamp is the header.stamp of the Path it is about, so a sender can tell the answer to its own path.
 Parameters
   world_frames (string list, default [odom, world, map]): frame_ids treated as the world frame.
   relative_to_start (bool, false): the path is given relative to the robot's pose (x forward, y left) when
@@ -70,6 +71,7 @@ class WaypointManager(Node):
                              f'found {list(self.world_frames)}, {self.goal_tolerance_m}')
         self.tracker: ProgressTracker | None = None
         self.message = 'no path received yet'
+        self.path_stamp = None
         self.pending: np.ndarray | None = None      # a relative path waiting for the robot's pose
         self.last_pose = None
         self.episode = None
@@ -83,6 +85,7 @@ class WaypointManager(Node):
     # --- input ---------------------------------------------------------------------------------------------
     def on_waypoints(self, msg: Path) -> None:
         frame = msg.header.frame_id
+        self.path_stamp = msg.header.stamp   # statuses name the Path they are about: a sender knows its answer
         try:
             points = validate_path(msg_to_points(msg), frame, self.world_frames, source=T.WAYPOINTS)
         except PathError as e:
@@ -143,6 +146,8 @@ class WaypointManager(Node):
         st.header.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         st.header.frame_id = T.WORLD_FRAME
         st.message = self.message
+        if self.path_stamp is not None:
+            st.path_stamp = self.path_stamp
         if self.tracker is None:
             st.valid = False
             self.pub_status.publish(st)

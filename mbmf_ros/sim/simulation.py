@@ -47,7 +47,7 @@ def check_action(action, action_dim: int) -> np.ndarray | None:
 
 
 class Simulation:
-    """One agent in MuJoCo. agent: name or AgentSpec; max_episode_steps: None = the spec's."""
+    """One agent in MuJoCo. agent: name or AgentSpec; max_episode_steps: None = the spec's, 0 = no limit."""
 
     def __init__(self, agent: str | AgentSpec, max_episode_steps: int | None = None, seed: int | None = None):
         self.spec = get_agent(agent) if isinstance(agent, str) else agent
@@ -179,7 +179,7 @@ class Simulation:
         self.last_time = reading.stamp
         self._last_values = estimate.values
         terminated = bool(self.spec.terminated(estimate.values))
-        truncated = self.step_count >= self.max_episode_steps
+        truncated = 0 < self.max_episode_steps <= self.step_count
         return StepResult(reading, estimate, terminated, truncated)
 
     def state(self) -> np.ndarray:
