@@ -109,6 +109,10 @@ class MpcPlanner(Node):
         if model_path:
             try:
                 self.model, _ = self._load(model_path)
+            except FileNotFoundError as e:
+                raise SystemExit(f'mpc_planner: parameter model_path: {e}; make one with `mbmf-ros make-model '
+                                 f'--agent {agent} --out {model_path}` (collect random data, train), or train from '
+                                 f'your bags with `mbmf-ros train`')
             except (OSError, ValueError) as e:
                 raise SystemExit(f'mpc_planner: parameter model_path: {e}')
             self.model_path = model_path
