@@ -127,3 +127,27 @@ def test_config_file_agrees_with_the_spec(name):
     assert cfg['planner'] == spec.planner_defaults and cfg['planner_forward'] == spec.forward_planner_defaults
     assert cfg['sim']['frame_skip'] == spec.frame_skip
     assert cfg['estimator']['velocity_source'] == spec.velocity_source
+
+
+@pytest.mark.parametrize('name', ['swimmer', 'half_cheetah', 'hopper', 'ant'])
+def test_twist_and_gyro_are_in_the_body_frame(name):
+    """The root's twist and gyro agree with its joint velocities (free joint: world linear, body angular;
+    planar: two sliders and one hinge), also where the body's inertia frame is rotated against it."""
+    from mbmf_ros.core.estimation import quat_to_matrix
+    sim = Simulation(name)
+    sim.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        r = sim.step(rng.uniform(-1, 1, sim.spec.action_dim))
+        qvel = sim.data.qvel
+        R = quat_to_matrix(r.reading.orientation)
+        v_world = R @ r.reading.linear_velocity
+        if sim.spec.planar is None:
+            np.testing.assert_allclose(v_world, qvel[0:3], atol=1e-6)
+            np.testing.assert_allclose(r.reading.angular_velocity, qvel[3:6], atol=1e-6)
+        elif sim.spec.planar == 'xy':
+            np.testing.assert_allclose(v_world[:2], qvel[0:2], atol=1e-6)
+            np.testing.assert_allclose(r.reading.angular_velocity[2], qvel[2], atol=1e-6)
+        else:
+            np.testing.assert_allclose(v_world[[0, 2]], qvel[0:2], atol=1e-6)
+            np.testing.assert_allclose(r.reading.angular_velocity[1], qvel[2], atol=1e-6)

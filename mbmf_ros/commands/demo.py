@@ -33,7 +33,7 @@ def run(args) -> int:
 
     from mbmf_ros.commands.follow import load_path_file, plot_runs, run_follow
     from mbmf_ros.graphs import default_model_path, resolve_path
-    console = Console()
+    console = Console(width=max(110, Console().width))   # the whole table, also in a log or a CI page
     model = args.model or resolve_path(default_model_path(args.agent))
     if not Path(model).is_file():
         console.print(f'[red]no model at {model}[/red]: make one with `mbmf-ros make-model --agent {args.agent}`')

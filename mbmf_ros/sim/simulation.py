@@ -78,6 +78,9 @@ class Simulation:
         self.max_episode_steps = spec.max_episode_steps if max_episode_steps is None else int(max_episode_steps)
         self.steering_gain = float(spec.sim.get('steering_gain', 1.0))
         self.average_rates = bool(spec.sim.get('average_rates', False))
+        self.pose_point = spec.sim.get('pose_point', 'root')   # 'com': the pose is at the centre of mass
+        if self.pose_point not in ('root', 'com'):
+            raise ValueError(f"agent {spec.name}: sim pose_point must be root or com, found {self.pose_point!r}")
         self.estimator = StateEstimator(spec)
         self.rng = np.random.default_rng(seed)
         self.episode = -1
@@ -140,14 +143,20 @@ class Simulation:
             mujoco.mj_step(m, d)
             if self.average_rates:
                 gyro_sum += self._body_velocity()[:3]
+        # mj_step leaves poses and body velocities computed before its last integration: bring them up to the
+        # new qpos/qvel, or the sensors lag one physics step (a whole control step for half_cheetah).
+        mujoco.mj_forward(m, d)
         self._avg_gyro = gyro_sum / self.spec.frame_skip if self.average_rates else None
         self.step_count += 1
         return self._result()
 
     def _body_velocity(self) -> np.ndarray:
-        """(6,) angular (rad/s) then linear (m/s) velocity of the root body, body frame."""
+        """(6,) angular (rad/s) then linear (m/s) velocity of the root body, body frame.
+
+        mjOBJ_XBODY: the body's own frame (xpos, xmat). mjOBJ_BODY would give it in the body's principal
+        inertia frame, which for the swimmer and half_cheetah torsos is rotated against the body frame."""
         v = np.zeros(6)
-        mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_BODY, self.root, v, 1)
+        mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_XBODY, self.root, v, 1)
         return v
 
     def sensors(self) -> SensorReading:
@@ -166,7 +175,8 @@ class Simulation:
         # computes bit-identical velocities in process and behind DDS.
         ns = int(round(self.time * 1e9))
         stamp = ns // 1_000_000_000 + (ns % 1_000_000_000) * 1e-9
-        return SensorReading(stamp=stamp, position=d.xpos[self.root].copy(),
+        position = d.subtree_com[self.root] if self.pose_point == 'com' else d.xpos[self.root]
+        return SensorReading(stamp=stamp, position=position.copy(),
                              orientation=d.xquat[self.root].copy(), linear_velocity=vel[3:].copy(),
                              angular_velocity=np.array(gyro), joints=joints)
 
