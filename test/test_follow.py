@@ -105,3 +105,12 @@ def test_send_path_without_a_graph_or_with_a_bad_file(ros_env, tmp_path):
     bad = write_path(tmp_path, 'frame_id: odom\nwaypoints: [[0, 0]]\n', 'bad.yaml')
     out = subprocess.run(cli + [bad], env=ros_env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and 'at least 2 waypoints' in out.stderr
+
+
+def test_the_shipped_swimmer_model_follows_a_turn(ros_env, tmp_path):
+    """The paper's swimmer, its centre of mass on the path, with the model make-model ships for it."""
+    path = write_path(tmp_path, 'frame_id: odom\nwaypoints: [[0, 0], [0.3, 0.0], [0.45, 0.25]]\n')
+    out, report = follow(ros_env, tmp_path, path, '--agent', 'swimmer')
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert report['agent'] == 'swimmer' and report['done'] and report['completion'] >= 0.9
+    assert report['mean_cross_track_m'] < 0.5 * report['body_length_m'] and report['missed_states'] == 0

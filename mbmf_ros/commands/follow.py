@@ -80,7 +80,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
     spec = get_agent(agent)
-    max_steps = max_steps or step_budget(path_xy, spec.body_length, spec.dt)
+    max_steps = max_steps or step_budget(path_xy, spec.follow_speed, spec.dt)
     arguments = {'agent': agent, 'model': model, 'planner': planner, 'controller': controller,
                  'num_samples': str(num_samples), 'horizon': str(horizon), 'seed': str(seed),
                  'max_steps': str(max_steps), 'mode': 'lockstep', 'wait_for_reset': 'true'}

@@ -219,6 +219,6 @@ def path_length(points: Sequence) -> float:
     return float(np.linalg.norm(np.diff(arr[:, :2], axis=0), axis=1).sum()) if len(arr) > 1 else 0.0
 
 
-def step_budget(points: Sequence, body_length_m: float, dt: float) -> int:
-    """Control steps allowed to follow a path: 3x the time at 2 body lengths/s, plus 2 s to get going."""
-    return int(math.ceil((3.0 * path_length(points) / (2.0 * body_length_m) + 2.0) / dt))
+def step_budget(points: Sequence, speed_m_s: float, dt: float) -> int:
+    """Control steps allowed to follow a path: 3x the time at ``speed_m_s``, plus 2 s to get going."""
+    return int(math.ceil((3.0 * path_length(points) / speed_m_s + 2.0) / dt))

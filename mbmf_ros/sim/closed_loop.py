@@ -42,7 +42,7 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
     defaults = spec.planner_defaults
     plan = make_planner(planner, spec.action_dim, horizon or int(defaults['horizon']),
                         num_samples or int(defaults['num_samples']), seed, **planner_kwargs)
-    max_steps = max_steps or step_budget(path_xy, spec.body_length, spec.dt)
+    max_steps = max_steps or step_budget(path_xy, spec.follow_speed, spec.dt)
     cross, xy, solve = [], [state[:2].copy()], []
     for _ in range(max_steps):
         tracking = tracker.update(state[:2])
