@@ -12,7 +12,6 @@ Path file: YAML {frame_id: odom, waypoints: [[x, y], ...]} in metres.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time

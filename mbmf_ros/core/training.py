@@ -10,9 +10,8 @@ H-step open-loop error of Eq. 3 (physical units, yaw difference wrapped) and the
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
