@@ -126,3 +126,17 @@ def test_launch_arguments_and_nodes_come_from_the_graph_description():
         kwargs = node_kwargs(graph_name, {})
         assert [k['name'] for k in kwargs] == [n.name for n in graph.nodes(defaults)]
         assert all(k['package'] == 'mbmf_ros' for k in kwargs)
+
+
+def test_every_installed_node_executable_has_its_module():
+    """setup.py's console scripts and CMake's `ros2 run` launchers name the same nodes, each with a main()."""
+    import importlib
+    import re
+    repo = Path(__file__).resolve().parent.parent
+    nodes = re.findall(r"'(\w+)'", re.search(r'NODES = \[(.*?)\]', (repo / 'setup.py').read_text(), re.S).group(1))
+    cmake = re.search(r'set\(MBMF_NODES ([^)]*)\)', (repo / 'CMakeLists.txt').read_text()).group(1).split()
+    assert sorted(nodes) == sorted(cmake)
+    for name in nodes:
+        assert callable(importlib.import_module(f'mbmf_ros.nodes.{name}').main), name
+    used = {n.executable for g in GRAPHS.values() for n in g.nodes({k: v[0] for k, v in g.arguments.items()})}
+    assert used <= set(nodes), used - set(nodes)
