@@ -169,7 +169,10 @@ def _follow_nodes(args: dict) -> list:
     else:
         actor = NodeDesc('baseline_actor', 'random_actor', parameters=[{
             'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}])
-    return [
+    # Recording the robot while it follows gives on-policy data (the paper's D_rl) for the next model.
+    recorder = [NodeDesc('recorder', 'recorder', required=False, parameters=[{
+        'output_dir': resolve_path(args['record']), 'split_by_episode': True}])] if args['record'] else []
+    return recorder + [
         NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=[{
             'agent': agent, 'mode': args['mode'], 'seed': seed, 'max_episode_steps': int(args['max_steps']),
             'max_episodes': 1, 'min_state_subscribers': int(args['min_state_subscribers']),
@@ -199,6 +202,8 @@ register(GraphDesc(
                'seed': ('0', 'seed of the start state and of the planner'),
                'max_steps': ('-1', 'control steps before the episode ends (-1: no limit, 0: the agent default)'),
                'threads': ('1', 'torch threads of the planner'),
+               'record': ('', "folder for rosbag2 bags of state, action and sensors ('': no recording); "
+                              'train the next model on them with mbmf-ros train --rl-bags'),
                'min_state_subscribers': ('2', 'listeners of /mbmf/state the bridge waits for before it steps'),
                'wait_for_reset': ('false', 'true: the first episode starts only when /mbmf/reset is called')},
     nodes=_follow_nodes,

@@ -114,3 +114,28 @@ def test_the_shipped_swimmer_model_follows_a_turn(ros_env, tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert report['agent'] == 'swimmer' and report['done'] and report['completion'] >= 0.9
     assert report['mean_cross_track_m'] < 0.5 * report['body_length_m'] and report['missed_states'] == 0
+
+
+def test_a_recorded_follow_run_trains_the_next_model(ros_env, tmp_path):
+    """The paper's Alg. 1 data aggregation with real files: follow while recording (D_rl), then retrain the
+    shipped model warm-started on random data (D_rand) mixed with the recorded run."""
+    from mbmf_ros.io.bags import load_trajectories
+    from mbmf_ros.io.checkpoint import load_checkpoint
+    from mbmf_ros.graphs import default_model_path, resolve_path
+    cli = [sys.executable, '-m', 'mbmf_ros.cli']
+    path = write_path(tmp_path, 'frame_id: odom\nwaypoints: [[0, 0], [0.4, 0]]\n')
+    out, report = follow(ros_env, tmp_path, path, '--record', str(tmp_path / 'rl'))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    trajs, rep = load_trajectories([str(tmp_path / 'rl')], agent='hexapod')
+    assert rep.transitions == report['steps'] and len(trajs) == 1, rep.summary()
+    res = subprocess.run(cli + ['collect', '--rollouts', '2', '--steps', '40', '--seed', '3', '--out',
+                                str(tmp_path / 'rand')], env=ros_env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    shipped = resolve_path(default_model_path('hexapod'))
+    res = subprocess.run(cli + ['train', '--agent', 'hexapod', '--bags', str(tmp_path / 'rand'), '--rl-bags',
+                                str(tmp_path / 'rl'), '--warm-start', shipped, '--epochs', '2', '--out',
+                                str(tmp_path / 'next.pt'), '--quiet'], env=ros_env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _, meta = load_checkpoint(tmp_path / 'next.pt', agent='hexapod')
+    assert len(meta['rl_bags']) == 1 and len(meta['bags']) == 2 and meta['warm_start'] == shipped

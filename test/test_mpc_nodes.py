@@ -253,8 +253,8 @@ def test_closed_loop_with_the_simulated_hexapod(ros, procs, checkpoints):
     T+1 states, T actions each answering its state's stamp, all planned."""
     from mbmf_ros.msg import ActionCommand, AgentState, MpcStatus, TrackingStatus
     steps = 15
-    from mbmf_ros.nodes.common import STATE
-    states = ros.collect(AgentState, T.STATE, STATE)   # with the estimator's history
+    from mbmf_ros.nodes.common import HISTORY
+    states = ros.collect(AgentState, T.STATE, HISTORY)   # with the estimator's history
     actions = ros.collect(ActionCommand, T.ACTION)
     status = ros.collect(MpcStatus, T.MPC_STATUS)
     tracking = ros.collect(TrackingStatus, T.TRACKING)

@@ -23,8 +23,8 @@ def _states_by_episode(states):
 def test_lockstep_graph_reproduces_in_process_simulation(ros, procs):
     from mbmf_ros.msg import ActionCommand, AgentState
     from mbmf_ros.sim.simulation import Simulation
-    from mbmf_ros.nodes.common import STATE
-    states = ros.collect(AgentState, T.STATE, STATE)   # with the estimator's history
+    from mbmf_ros.nodes.common import HISTORY
+    states = ros.collect(AgentState, T.STATE, HISTORY)   # with the estimator's history
     actions = ros.collect(ActionCommand, T.ACTION)
     procs.node('state_estimator', params={'agent': 'hexapod'})
     procs.node('random_actor', params={'agent': 'hexapod', 'seed': 5})
@@ -65,8 +65,8 @@ def test_bad_actions_are_rejected_counted_and_stop_the_robot(ros, procs):
     from mbmf_ros.core.agents import get_agent
     from mbmf_ros.msg import ActionCommand, AgentState
     spec = get_agent('hexapod')
-    from mbmf_ros.nodes.common import STATE
-    states = ros.collect(AgentState, T.STATE, STATE)   # with the estimator's history
+    from mbmf_ros.nodes.common import HISTORY
+    states = ros.collect(AgentState, T.STATE, HISTORY)   # with the estimator's history
     pub = ros.node.create_publisher(ActionCommand, T.ACTION, __import__('mbmf_ros.nodes.common',
                                                                          fromlist=['CONTROL']).CONTROL)
     procs.node('mujoco_bridge', params={'agent': 'hexapod', 'seed': 0, 'lockstep_resend_s': 0.0})
@@ -99,8 +99,8 @@ def test_bad_actions_are_rejected_counted_and_stop_the_robot(ros, procs):
 def test_realtime_mode_runs_without_actions_and_reset_service(ros, procs):
     from mbmf_ros.msg import AgentState
     from mbmf_ros.srv import ResetSim
-    from mbmf_ros.nodes.common import STATE
-    states = ros.collect(AgentState, T.STATE, STATE)   # with the estimator's history
+    from mbmf_ros.nodes.common import HISTORY
+    states = ros.collect(AgentState, T.STATE, HISTORY)   # with the estimator's history
     procs.node('mujoco_bridge', params={'agent': 'half_cheetah', 'mode': 'realtime'})
     procs.node('state_estimator', params={'agent': 'half_cheetah'})
     ros.spin_until(lambda: len(states) >= 20, 30, '20 states from the free-running bridge')

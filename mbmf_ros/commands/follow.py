@@ -64,7 +64,7 @@ def tracking_report(path_xy: np.ndarray, trajectory_xy: np.ndarray) -> dict:
 def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: str = '',
                planner: str = 'random_shooting', controller: str = 'mpc', num_samples: int = 0,
                horizon: int = 0, seed: int = 0, max_steps: int = 0, timeout_s: float = 300.0,
-               log=sys.stderr, quiet: bool = False) -> FollowRun:
+               log=sys.stderr, quiet: bool = False, record: str = '') -> FollowRun:
     """Run the follow graph once over DDS and measure the executed trajectory against the path."""
     import rclpy
     from nav_msgs.msg import Path as PathMsg
@@ -75,21 +75,21 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     from mbmf_ros.launcher import start_graph
     from mbmf_ros.msg import AgentState, MpcStatus, TrackingStatus
     from mbmf_ros.srv import ResetSim
-    from mbmf_ros.nodes.common import CONTROL, LATCHED, STATE, stamp_to_sec
+    from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, stamp_to_sec
     from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
     spec = get_agent(agent)
     max_steps = max_steps or step_budget(path_xy, spec.follow_speed, spec.dt)
     arguments = {'agent': agent, 'model': model, 'planner': planner, 'controller': controller,
                  'num_samples': str(num_samples), 'horizon': str(horizon), 'seed': str(seed),
-                 'max_steps': str(max_steps), 'mode': 'lockstep', 'wait_for_reset': 'true'}
+                 'max_steps': str(max_steps), 'mode': 'lockstep', 'wait_for_reset': 'true', 'record': record}
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node(f'follow_{os.getpid()}', context=context)
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(node)
     states, status, tracking, reference = [], [], [], []
-    node.create_subscription(AgentState, T.STATE, states.append, STATE)   # with the publisher's history
+    node.create_subscription(AgentState, T.STATE, states.append, HISTORY)   # with the publisher's history
     node.create_subscription(MpcStatus, T.MPC_STATUS, status.append, CONTROL)
     node.create_subscription(TrackingStatus, T.TRACKING, tracking.append, CONTROL)
     node.create_subscription(PathMsg, T.REFERENCE, reference.append, LATCHED)
@@ -111,9 +111,10 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     def connected():
         # estimator publishing states to the waypoint manager, the controller and us; the controller acting
         # (the planner subscribes only once its model is loaded); the waypoint manager taking paths.
-        return (node.count_publishers(T.STATE) >= 1 and node.count_subscribers(T.STATE) >= 3
-                and node.count_publishers(T.ACTION) >= 1 and waypoints.get_subscription_count() >= 1
-                and reset.service_is_ready())
+        listeners = 4 if record else 3     # the recorder too
+        return (node.count_publishers(T.STATE) >= 1 and node.count_subscribers(T.STATE) >= listeners
+                and node.count_publishers(T.ACTION) >= 1 and node.count_subscribers(T.ACTION) >= listeners - 2
+                and waypoints.get_subscription_count() >= 1 and reset.service_is_ready())
 
     try:
         spin_until(connected, 'connected graph')
@@ -195,6 +196,7 @@ def add_arguments(parser):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--max-steps', type=int, default=0, help='step budget (0: from the path length)')
     parser.add_argument('--timeout', type=float, default=300.0, help='wall-clock limit in seconds')
+    parser.add_argument('--record', default='', help='record the run into rosbag2 bags in this folder (D_rl)')
 
 
 def run(args) -> int:
@@ -203,7 +205,8 @@ def run(args) -> int:
         frame, points = load_path_file(args.path)
         result = run_follow(args.agent, points, frame, model=args.model, planner=args.planner,
                             controller=args.baseline or 'mpc', num_samples=args.samples, horizon=args.horizon,
-                            seed=args.seed, max_steps=args.max_steps, timeout_s=args.timeout)
+                            seed=args.seed, max_steps=args.max_steps, timeout_s=args.timeout,
+                            record=os.path.abspath(args.record) if args.record else '')
     except (ValueError, TimeoutError, RuntimeError) as e:
         print(f'mbmf-ros follow: {e}', file=sys.stderr)
         return 2

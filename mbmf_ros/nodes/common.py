@@ -16,12 +16,12 @@ LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=Relia
 # The control loop: reliable, deep enough that a lock-step exchange never drops a message.
 CONTROL = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.VOLATILE)
-# The agent state: the control loop's profile, but the publisher keeps the last 1000 states for late-joining
-# TRANSIENT_LOCAL observers (`mbmf-ros follow`, tests) so that a reader matched a moment after the first state of
-# an episode, or one that falls behind for a while, still sees every state. Volatile readers (planner, actors,
-# waypoint manager, recorder) are compatible with it and get only new states.
-STATE = QoSProfile(depth=1000, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# The control loop's state and action publishers: CONTROL, but each keeps its last 1000 messages for late-joining
+# TRANSIENT_LOCAL observers (`mbmf-ros follow`, the recorder's adaptive QoS, tests), so that a reader matched a
+# moment after the first messages of an episode, or one that falls behind for a while, still gets them all.
+# Volatile readers (bridge, planner, actors, waypoint manager) are compatible with it and get only new messages.
+HISTORY = QoSProfile(depth=1000, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Sensors at high rate.
 SENSOR = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)

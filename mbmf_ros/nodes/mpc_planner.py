@@ -37,7 +37,7 @@ from rclpy.node import Node
 from mbmf_ros import topics as T
 from mbmf_ros.core.waypoints import DEFAULT_WORLD_FRAMES, PathError, WaypointPath
 from mbmf_ros.msg import ActionCommand, AgentState, ModelInfo, MpcStatus
-from mbmf_ros.nodes.common import CONTROL, LATCHED, run_node, stamp_to_sec
+from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, run_node, stamp_to_sec
 from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
 
@@ -103,7 +103,7 @@ class MpcPlanner(Node):
         self.episode = None
         self.answered = 0
 
-        self.pub_action = self.create_publisher(ActionCommand, T.ACTION, CONTROL)
+        self.pub_action = self.create_publisher(ActionCommand, T.ACTION, HISTORY)
         self.pub_status = self.create_publisher(MpcStatus, T.MPC_STATUS, CONTROL)
         self.pub_path = self.create_publisher(Path, T.PREDICTED_PATH, CONTROL)
         if model_path:
