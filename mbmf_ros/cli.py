@@ -13,6 +13,7 @@ COMMANDS = {
     'train': 'mbmf_ros.commands.train',
     'follow': 'mbmf_ros.commands.follow',
     'send-path': 'mbmf_ros.commands.send_path',
+    'aggregate': 'mbmf_ros.commands.aggregate',
     'make-model': 'mbmf_ros.commands.make_model',
     'plot-model': 'mbmf_ros.commands.plot_model',
 }

@@ -139,3 +139,30 @@ def test_a_recorded_follow_run_trains_the_next_model(ros_env, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     _, meta = load_checkpoint(tmp_path / 'next.pt', agent='hexapod')
     assert len(meta['rl_bags']) == 1 and len(meta['bags']) == 2 and meta['warm_start'] == shipped
+
+
+def test_aggregate_runs_the_papers_algorithm_1(ros_env, tmp_path):
+    """One aggregation iteration: follow with the shipped model while recording, retrain warm-started on
+    D_rand + D_rl, follow again with the new model; figures and provenance land in the output folder."""
+    from mbmf_ros.io.bags import load_trajectories
+    from mbmf_ros.io.checkpoint import load_checkpoint
+    from mbmf_ros.graphs import default_model_path, resolve_path
+    cli = [sys.executable, '-m', 'mbmf_ros.cli']
+    res = subprocess.run(cli + ['collect', '--rollouts', '2', '--steps', '40', '--seed', '3', '--out',
+                                str(tmp_path / 'rand')], env=ros_env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    path = write_path(tmp_path, 'frame_id: odom\nwaypoints: [[0, 0], [0.4, 0]]\n', 'ahead.yaml')
+    out = tmp_path / 'agg'
+    res = subprocess.run(cli + ['aggregate', '--rand-bags', str(tmp_path / 'rand'), '--paths', path,
+                                '--iterations', '1', '--epochs', '2', '--out', str(out)],
+                         env=ros_env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert 'iteration 0:' in res.stdout and 'iteration 1:' in res.stdout
+    summary = json.loads((out / 'summary.json').read_text())
+    shipped = resolve_path(default_model_path('hexapod'))
+    assert [row['model'] for row in summary] == [shipped, str(out / 'iter_0' / 'model.pt')]
+    assert all(row['paths']['ahead']['done'] for row in summary)
+    _, rep = load_trajectories([str(out / 'iter_0' / 'rl')], agent='hexapod')
+    assert rep.transitions == summary[0]['paths']['ahead']['steps']
+    _, meta = load_checkpoint(out / 'iter_0' / 'model.pt', agent='hexapod')
+    assert meta['warm_start'] == shipped and len(meta['rl_bags']) == 1 and len(meta['bags']) == 2
