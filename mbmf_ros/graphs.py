@@ -165,7 +165,8 @@ def _follow_nodes(args: dict) -> list:
             **sim_time, 'agent': agent, 'planner': args['planner'], 'num_samples': int(args['num_samples']),
             'horizon': int(args['horizon']), 'alpha': float(args['alpha']), 'beta': float(args['beta']),
             'heading_weight': float(args['heading_weight']),
-            'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['threads'])}])
+            'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['threads']),
+            'wait_for_reference': args['mode'] == 'lockstep'}])
     else:
         actor = NodeDesc('baseline_actor', 'random_actor', parameters=[{
             'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}])

@@ -31,6 +31,8 @@ def test_shipped_model_follows_an_unseen_path_and_beats_the_zero_baseline(ros_en
     assert report['mean_cross_track_m'] < 0.5 * report['body_length_m']
     assert report['planner'] == 'random_shooting' and report['samples'] == 500 and report['horizon'] == 10
     assert report['missed_states'] == 0
+    # lock-step: the planner holds the first state until the path reaches it, so no step goes unplanned
+    assert set(report['zero_action_reasons']) <= {'path done'}, report['zero_action_reasons']
     assert report['steps'] > 0 and report['duration_s'] == pytest.approx(report['steps'] * 0.05)
     assert plot.stat().st_size > 10_000
     steps = report['steps']

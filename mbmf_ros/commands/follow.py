@@ -75,7 +75,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     from mbmf_ros.launcher import start_graph
     from mbmf_ros.msg import AgentState, MpcStatus, TrackingStatus
     from mbmf_ros.srv import ResetSim
-    from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, stamp_to_sec
+    from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, stamp_ns, stamp_to_sec
     from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
     spec = get_agent(agent)
@@ -99,14 +99,19 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     graph = start_graph('follow', arguments, output=sink or log)
     wall0 = time.monotonic()
 
-    def spin_until(predicate, what):
+    def spin_until(predicate, what, within: float | None = None) -> bool:
+        """Spin until predicate(); False after ``within`` seconds (if given); errors on the run's timeout."""
+        t0 = time.monotonic()
         while not predicate():
             if time.monotonic() - wall0 > timeout_s:
                 raise TimeoutError(f'no {what} after {timeout_s:.0f} s')
             if graph.poll() is not None:
                 raise RuntimeError(f'the graph ended ({graph.exit_node} exited with '
                                    f'{graph.poll()}) before {what}')
+            if within is not None and time.monotonic() - t0 > within:
+                return False
             executor.spin_once(timeout_sec=0.05)
+        return True
 
     def connected():
         # estimator publishing states to the waypoint manager, the controller and us; the controller acting
@@ -118,12 +123,23 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
 
     try:
         spin_until(connected, 'connected graph')
-        # The path goes out (reliable, to a matched subscriber) before the reset that makes the first state, so
-        # the waypoint manager anchors it at the start pose of the episode.
-        waypoints.publish(path_to_msg(path_xy, frame_id, node.get_clock().now().to_msg()))
-        future = reset.call_async(ResetSim.Request(seed=seed))
-        spin_until(future.done, 'reply from /mbmf/reset')
-        episode = future.result().episode   # the bridge steps only after this reset: nothing came before
+        # The path goes out before the reset that makes the first state, so the waypoint manager anchors it at
+        # the start pose of the episode. Matched endpoints can still include those of a graph that just ended
+        # in the same domain (until their lease runs out): the path is sent again until the waypoint manager
+        # answers this very path (TrackingStatus.path_stamp), and the reset is called again until answered.
+        msg = path_to_msg(path_xy, frame_id, node.get_clock().now().to_msg())
+        while True:
+            waypoints.publish(msg)
+            if spin_until(lambda: any(stamp_ns(t.path_stamp) == stamp_ns(msg.header.stamp) for t in tracking),
+                          'answer of the waypoint_manager', within=5.0):
+                break
+        calls = []
+        while True:
+            calls.append(reset.call_async(ResetSim.Request(seed=seed)))
+            if spin_until(calls[-1].done, 'reply from /mbmf/reset', within=5.0):
+                break
+        # the bridge answers in order: when the last call is answered, any earlier one that reached it was too
+        episode = max(c.result().episode for c in calls if c.done())   # the bridge steps only after this reset
         spin_until(lambda: any(m.terminal and m.episode == episode for m in states)
                    or (tracking and tracking[-1].done), 'end of the run')
         executor.spin_once(timeout_sec=0.1)

@@ -21,7 +21,8 @@ Parameters
   hexapod at corners sharper than 90 degrees and on zig-zags), lookahead_m (0.5, m of path ahead
   searched for the closest segment; <= 0: all), clamp_progress (true), seed (0; -1: random), model_path
   ('' : wait for /mbmf/model), stale_after_periods (2.0), num_threads (0: torch's default), world_frames
-  ([odom, world, map]).
+  ([odom, world, map]), wait_for_reference (false; true: in lock-step, a state that comes before any reference
+  is answered only once one arrives, so a run does not depend on which of the two reaches the planner first).
 """
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ class MpcPlanner(Node):
         seed = int(p('seed', 0))
         model_path = p('model_path', '')
         self.stale_after_periods = float(p('stale_after_periods', 2.0))
+        # lock-step: hold the answer to a state until a reference arrives (the simulated robot waits with it)
+        self.wait_for_reference = bool(p('wait_for_reference', False))
         num_threads = int(p('num_threads', 0))
         self.world_frames = tuple(p('world_frames', list(DEFAULT_WORLD_FRAMES)))
         try:
@@ -90,6 +93,7 @@ class MpcPlanner(Node):
             raise SystemExit(f'mpc_planner: {e}')
         self.follows_path = isinstance(self.task, TrajectoryFollowingTask)
         self.has_reference = not self.follows_path
+        self.held_state = None           # wait_for_reference: the state answered once a reference arrives
         self.reference_reason = 'no reference'
         self.stale_after_s = self.stale_after_periods * self.spec.dt
 
@@ -200,11 +204,20 @@ class MpcPlanner(Node):
         self.task.set_path(path)
         self.has_reference = True
         self.get_logger().info(f'new reference: {len(path)} waypoints, {path.length:.3f} m')
+        held, self.held_state = self.held_state, None
+        if held is not None:
+            self.on_state(held)
 
     # --- control loop --------------------------------------------------------------------------------------
     def on_state(self, msg: AgentState) -> None:
         if msg.terminal:
             return          # the last state of an episode is answered by no action (lock-step contract)
+        if self.wait_for_reference and self.follows_path and not self.has_reference:
+            if self.held_state is None:
+                self.get_logger().info(f'holding step {msg.step} of episode {msg.episode} until a reference '
+                                       'arrives (wait_for_reference)')
+            self.held_state = msg
+            return
         self._swap_model()
         if self.episode is not None and msg.episode != self.episode:
             self.planner.reset()
