@@ -31,7 +31,7 @@ def make_figure(model, trajs, steps, elements, horizons, index=None):
     import numpy as np
     import torch
 
-    from mbmf_ros.core.training import h_step_errors, h_step_position_errors
+    from mbmf_ros.core.training import open_loop_errors
     names = list(model.state_names)
     unknown = [e for e in elements if e not in names]
     if unknown:
@@ -40,8 +40,7 @@ def make_figure(model, trajs, steps, elements, horizons, index=None):
     n = min(steps, len(t.actions))
     pred = model.rollout(torch.as_tensor(t.states[0], dtype=torch.float32),
                          torch.as_tensor(t.actions[:n]))[:, :, 0].double().numpy()   # (E, n+1, S)
-    errs = h_step_errors(model, trajs, horizons)
-    pos = h_step_position_errors(model, trajs, horizons)
+    errs, pos = open_loop_errors(model, trajs, horizons)
     cols = 3
     rows = (len(elements) + 1 + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)

@@ -162,36 +162,30 @@ def _open_loop_errors(model: DynamicsModel, trajectories, H: int, max_starts: in
     return diff
 
 
+def open_loop_errors(model: DynamicsModel, trajectories, horizons=HORIZONS, max_starts: int = 2000,
+                     seed: int = 0) -> tuple[dict, dict]:
+    """({H: Eq. 3 error}, {H: x/y distance (m) after H steps}) from one open-loop rollout per H.
+
+    Eq. 3 (paper): mean over start points t of (1/H) sum_h 1/2 ||s_{t+h} - s^_{t+h}||^2, in the physical units
+    of the full state (x, y in m, yaw wrapped to [-pi, pi)). It sums every element in its own unit, so on the
+    hexapod crank speeds (~20 rad/s) dominate it; the second figure, the mean distance between predicted and
+    true x, y after H steps, is the one that matters for following a path. Averaged over ensemble members;
+    H with no trajectory long enough is left out. Batched over all start points.
+    """
+    rng = np.random.default_rng(seed)
+    eq3, position = {}, {}
+    for H in horizons:
+        diff = _open_loop_errors(model, trajectories, H, max_starts, rng)
+        if diff is not None:
+            eq3[H] = float((0.5 * (diff ** 2).sum(-1)).mean())
+            position[H] = float(np.linalg.norm(diff[:, :, -1, :2], axis=-1).mean())
+    return eq3, position
+
+
 def h_step_errors(model: DynamicsModel, trajectories, horizons=HORIZONS, max_starts: int = 2000,
                   seed: int = 0) -> dict:
-    """Paper Eq. 3: mean over start points t of (1/H) sum_h 1/2 ||s_{t+h} - s^_{t+h}||^2, open loop.
-
-    Physical units of the full state (x, y in m, yaw wrapped to [-pi, pi)), averaged over ensemble members.
-    Returns {H: error}; H with no trajectory long enough is left out. Batched over all start points.
-    """
-    rng = np.random.default_rng(seed)
-    out = {}
-    for H in horizons:
-        diff = _open_loop_errors(model, trajectories, H, max_starts, rng)
-        if diff is not None:
-            out[H] = float((0.5 * (diff ** 2).sum(-1)).mean())
-    return out
-
-
-def h_step_position_errors(model: DynamicsModel, trajectories, horizons=HORIZONS, max_starts: int = 2000,
-                           seed: int = 0) -> dict:
-    """{H: mean distance (m) between the predicted and the true x, y after H open-loop steps}.
-
-    Eq. 3 sums every state element in its own units, so on the hexapod crank speeds (~20 rad/s) dominate it;
-    this is the figure that matters for following a path, in metres.
-    """
-    rng = np.random.default_rng(seed)
-    out = {}
-    for H in horizons:
-        diff = _open_loop_errors(model, trajectories, H, max_starts, rng)
-        if diff is not None:
-            out[H] = float(np.linalg.norm(diff[:, :, -1, :2], axis=-1).mean())
-    return out
+    """{H: paper Eq. 3 error} (see ``open_loop_errors``)."""
+    return open_loop_errors(model, trajectories, horizons, max_starts, seed)[0]
 
 
 def _epoch_indices(n_rand: int, n_rl: int, rand_fraction: float, rng) -> np.ndarray:
@@ -306,15 +300,14 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
     seconds = time.perf_counter() - t0
     model.eval()
     train_data = d_rand if d_rand is not None else d_rl
+    h_step, h_step_position = open_loop_errors(model, validation, cfg.horizons, cfg.max_validation_starts,
+                                               cfg.seed) if validation else ({}, {})
     metrics = {
         'train_mse': one_step_mse(model, train_data) if d_rl is None else one_step_mse(
             model, Transitions(*(np.concatenate([getattr(d, f) for d in (d_rand, d_rl) if d is not None])
                                  for f in ('states', 'actions', 'next_states')))),
         'validation_mse': one_step_mse(model, d_val) if d_val is not None else float('nan'),
-        'h_step': h_step_errors(model, validation, cfg.horizons, cfg.max_validation_starts, cfg.seed)
-        if validation else {},
-        'h_step_position_m': h_step_position_errors(model, validation, cfg.horizons, cfg.max_validation_starts,
-                                                    cfg.seed) if validation else {},
+        'h_step': h_step, 'h_step_position_m': h_step_position,
         'transitions': n_rand + n_rl,
         'validation_transitions': len(d_val) if d_val is not None else 0,
         'epochs': len(history),
