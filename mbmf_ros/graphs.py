@@ -3,16 +3,21 @@
 
 A graph declares its arguments (name -> default, help) and a function that, given the argument values as
 strings, returns the nodes to start. Parameters are dicts or YAML parameter files; `{config}` in a file path
-stands for the package's config/ folder.
+stands for the package's config/ folder. Every node gets, in this order: config/defaults.yaml,
+config/<agent>.yaml, the user's `params_file` (if given), then a dict of what the graph's arguments set (an
+argument left '' sets nothing; one given wins over every file). The files are the one home of every default
+(mbmf_ros/settings.py).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-PACKAGE = 'mbmf_ros'
+from mbmf_ros.settings import DEFAULTS_FILE, PACKAGE, config_dir, default_agent, load_settings
+
+PARAMS_FILE_HELP = ("your ROS 2 parameter file, loaded after config/defaults.yaml and config/<agent>.yaml "
+                    "(same layout: node_name: ros__parameters: ...; '' : none)")
 
 
 @dataclass(frozen=True)
@@ -34,16 +39,36 @@ class GraphDesc:
     nodes: Callable[[dict], list]   # argument values -> [NodeDesc]
 
 
-def config_dir() -> Path:
-    """The package's config/ folder: the source tree, or share/mbmf_ros/config of an installed package."""
-    here = Path(__file__).resolve().parent.parent / 'config'
-    if here.is_dir():
-        return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return Path(get_package_share_directory(PACKAGE)) / 'config'
-    except Exception:  # noqa: BLE001 - no ament index: fall back to the source layout's path in the message
-        return here
+def parameter_files(agent: str, params_file: str = '') -> list:
+    """The parameter files every node of an ``agent`` graph loads, in order: defaults, the agent's, the user's.
+    A bad user file (not a ROS 2 parameter file, an unknown parameter, a wrong type) is a ValueError naming it."""
+    user = [resolve_path(params_file)] if params_file else []
+    load_settings(agent, user)          # checks the agent and the user's file before any node starts
+    return [f'{{config}}/{DEFAULTS_FILE}', f'{{config}}/{agent}.yaml'] + user
+
+
+def effective_parameters(graph_name: str, values: dict) -> dict:
+    """{node name: {parameter: value}} as each node of the graph will have them (files, then dicts): the
+    defaults of the node's own section (its executable's), then what the files give its name, then the dicts.
+    What a run report records as its settings."""
+    from mbmf_ros.settings import ALL_NODES, read_params_file
+    graph = get_graph(graph_name)
+    values = resolve_arguments(graph, values)
+    agent = values.get('agent') or default_agent()
+    base = load_settings(agent)
+    out = {}
+    for node in graph.nodes(values):
+        params = base.node(node.executable)     # what the node declares, with these defaults
+        layers = [read_params_file(resolve_path(str(p))) for p in node.parameters if not isinstance(p, dict)]
+        for layer in layers:                    # ROS: every '/**' first, then the node's own sections
+            params.update(layer.get(ALL_NODES, {}))
+        for layer in layers:
+            params.update(layer.get(node.name, {}))
+        for p in node.parameters:               # the graph's dicts: the node's own section, last
+            if isinstance(p, dict):
+                params.update(p)
+        out[node.name] = params
+    return out
 
 
 def resolve_path(value: str) -> str:
@@ -63,12 +88,13 @@ def as_bool(value) -> bool:
 
 def _demo_nodes(args: dict) -> list:
     count = int(args['count'])
+    files = parameter_files(args['agent'], args['params_file'])
     return [
         NodeDesc('random_actor', 'random_actor',
-                 parameters=[{'agent': args['agent'], 'rate_hz': float(args['rate_hz']), 'seed': 1}],
+                 parameters=files + [{'agent': args['agent'], 'rate_hz': float(args['rate_hz']), 'seed': 1}],
                  required=False),
         NodeDesc('topic_echo', 'topic_echo',
-                 parameters=[{'topic': '/mbmf/action', 'type': 'mbmf_ros/msg/ActionCommand', 'count': count}]
+                 parameters=files + [{'topic': '/mbmf/action', 'type': 'mbmf_ros/msg/ActionCommand', 'count': count}]
                  + ([args['echo_params']] if args['echo_params'] else [])),
     ]
 
@@ -87,7 +113,8 @@ register(GraphDesc(
     arguments={'agent': ('hexapod', 'agent whose action size the actor uses'),
                'rate_hz': ('20.0', 'actions per second'),
                'count': ('10', 'messages to echo before exiting (0: until stopped)'),
-               'echo_params': ('', 'optional parameter file for topic_echo')},
+               'echo_params': ('', 'optional parameter file for topic_echo'),
+               'params_file': ('', PARAMS_FILE_HELP)},
     nodes=_demo_nodes,
 ))
 
@@ -117,14 +144,15 @@ def _collect_nodes(args: dict) -> list:
     if rollouts < 1 or steps < 1:
         raise ValueError(f'collect: rollouts and steps must be >= 1, found {rollouts} and {steps}')
     agent = args['agent']
+    files = parameter_files(agent, args['params_file'])
     return [
-        NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=[{
+        NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=files + [{
             'agent': agent, 'mode': 'lockstep', 'seed': seed, 'max_episode_steps': steps,
             'max_episodes': rollouts, 'min_state_subscribers': 2}]),
-        NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}]),
-        NodeDesc('random_actor', 'random_actor', parameters=[{
+        NodeDesc('state_estimator', 'state_estimator', parameters=files + [{'agent': agent}]),
+        NodeDesc('random_actor', 'random_actor', parameters=files + [{
             'agent': agent, 'seed': seed + 1_000_003, 'hold_steps': int(args['hold_steps'])}]),
-        NodeDesc('recorder', 'recorder', parameters=[{
+        NodeDesc('recorder', 'recorder', parameters=files + [{
             'output_dir': resolve_path(args['out']), 'split_by_episode': True, 'stop_after_episodes': rollouts}]),
     ]
 
@@ -138,9 +166,15 @@ register(GraphDesc(
                'steps': ('200', 'control steps per rollout (fewer when the agent terminates)'),
                'out': ('bags/random', 'output folder: <out>/episode_NNNN per rollout'),
                'seed': ('0', 'seed of the start states and of the random actions'),
-               'hold_steps': ('1', 'keep each random action this many steps (1 = i.i.d., the paper)')},
+               'hold_steps': ('1', 'keep each random action this many steps (1 = i.i.d., the paper)'),
+               'params_file': ('', PARAMS_FILE_HELP)},
     nodes=_collect_nodes,
 ))
+
+
+def _planner_names() -> list:
+    from mbmf_ros.core.planners import PLANNERS     # the registry: a new planner shows up here by itself
+    return list(PLANNERS)
 
 
 def default_model_path(agent: str) -> str:
@@ -158,28 +192,35 @@ def _follow_nodes(args: dict) -> list:
         raise ValueError(f"follow: mode must be realtime or lockstep, found {args['mode']!r}")
     if not sim:
         raise ValueError('follow: sim:=false needs the hardware_bridge node, which this version does not ship yet')
+    from mbmf_ros.core.planners import PLANNERS
+    if args['planner'] and args['planner'] not in PLANNERS:
+        raise ValueError(f"follow: planner must be one of {', '.join(PLANNERS)}, found {args['planner']!r}")
     seed, sim_time = int(args['seed']), {'use_sim_time': True}
     model = args['model'] or default_model_path(agent)
+    files = parameter_files(agent, args['params_file'])
     if controller == 'mpc':
-        actor = NodeDesc('mpc_planner', 'mpc_planner', parameters=[{
-            **sim_time, 'agent': agent, 'planner': args['planner'], 'num_samples': int(args['num_samples']),
-            'horizon': int(args['horizon']), 'alpha': float(args['alpha']), 'beta': float(args['beta']),
-            'heading_weight': float(args['heading_weight']),
-            'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['threads']),
+        # K and H only when given: otherwise the parameter files decide (config/<agent>.yaml, params_file)
+        given = {name: int(args[name]) for name in ('num_samples', 'horizon') if args[name] != ''}
+        if args['planner']:
+            given['planner'] = args['planner']
+        actor = NodeDesc('mpc_planner', 'mpc_planner', parameters=files + [{
+            **sim_time, 'agent': agent, **given,
+            'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['num_threads']),
             'wait_for_reference': args['mode'] == 'lockstep'}])
     else:
-        actor = NodeDesc('baseline_actor', 'random_actor', parameters=[{
+        actor = NodeDesc('baseline_actor', 'random_actor', parameters=files + [{
             'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}])
     # Recording the robot while it follows gives on-policy data (the paper's D_rl) for the next model.
-    recorder = [NodeDesc('recorder', 'recorder', required=False, parameters=[{
+    recorder = [NodeDesc('recorder', 'recorder', required=False, parameters=files + [{
         'output_dir': resolve_path(args['record']), 'split_by_episode': True}])] if args['record'] else []
     return recorder + [
-        NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=[{
+        NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=files + [{
             'agent': agent, 'mode': args['mode'], 'seed': seed, 'max_episode_steps': int(args['max_steps']),
             'max_episodes': 1, 'min_state_subscribers': int(args['min_state_subscribers']),
             'wait_for_reset': as_bool(args['wait_for_reset'])}]),
-        NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}]),
-        NodeDesc('waypoint_manager', 'waypoint_manager', parameters=[{**sim_time, 'relative_to_start': True}]),
+        NodeDesc('state_estimator', 'state_estimator', parameters=files + [{'agent': agent}]),
+        NodeDesc('waypoint_manager', 'waypoint_manager', parameters=files + [{
+            **sim_time, 'agent': agent, 'relative_to_start': True}]),
         actor,
     ]
 
@@ -193,16 +234,16 @@ register(GraphDesc(
                'mode': ('realtime', 'realtime: the simulated robot runs at wall-clock pace and waits for paths; '
                                     'lockstep: one step per action (deterministic, for evaluation)'),
                'model': ('', "dynamics checkpoint ('' : the shipped config/models/<agent>.pt)"),
-               'planner': ('random_shooting', 'random_shooting (the paper), cem or mppi'),
+               'planner': ('', 'the MPC planner: ' + ', '.join(_planner_names())
+                           + " ('' : mpc_planner planner of the parameter files, random_shooting: the paper's)"),
                'controller': ('mpc', 'mpc, or a baseline: zero or random actions'),
-               'num_samples': ('0', "K sampled action sequences (0: the agent's default)"),
-               'horizon': ('0', "H planning horizon in steps (0: the agent's default)"),
-               'alpha': ('1.0', 'weight of the perpendicular distance (paper Alg. 2)'),
-               'beta': ('5.0', 'weight of the progress along the path (paper Alg. 2)'),
-               'heading_weight': ('0.0', 'weight of the heading error to the closest segment (0: the paper)'),
+               'num_samples': ('', "K sampled action sequences ('' : mpc_planner num_samples of the parameter "
+                                   'files, config/<agent>.yaml then params_file)'),
+               'horizon': ('', "H planning horizon in steps ('' : from the parameter files, as num_samples)"),
+               'params_file': ('', PARAMS_FILE_HELP + '; e.g. mpc_planner: ros__parameters: {alpha: 2.0}'),
                'seed': ('0', 'seed of the start state and of the planner'),
-               'max_steps': ('-1', 'control steps before the episode ends (-1: no limit, 0: the agent default)'),
-               'threads': ('1', 'torch threads of the planner'),
+               'max_steps': ('-1', 'control steps before the episode ends (<= 0: no limit)'),
+               'num_threads': ('1', 'torch threads of the planner'),
                'record': ('', "folder for rosbag2 bags of state, action and sensors ('': no recording); "
                               'train the next model on them with mbmf-ros train --rl-bags'),
                'min_state_subscribers': ('2', 'listeners of /mbmf/state the bridge waits for before it steps'),

@@ -56,7 +56,10 @@ def node_command(node: NodeDesc, param_dir: Path, python: str = sys.executable) 
     for i, params in enumerate(node.parameters):
         if isinstance(params, dict):
             path = param_dir / f'{node.name}_{i}.yaml'
-            path.write_text(yaml.safe_dump({'/**': {'ros__parameters': params}}))
+            # Under the node's full name, as launch_ros does for a named node: ROS applies a node's own
+            # section after every '/**' one, so a wildcard here would lose to the files' node sections.
+            fqn = '/'.join(['', *filter(None, node.namespace.strip('/').split('/')), node.name])
+            path.write_text(yaml.safe_dump({fqn: {'ros__parameters': params}}))
         else:
             path = Path(resolve_path(str(params)))
             if not path.is_file():

@@ -116,19 +116,6 @@ def test_pose_difference_velocity_matches_motion():
     assert e.values[2] == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize('name', sorted(AGENTS))
-def test_config_file_agrees_with_the_spec(name):
-    import pathlib
-
-    import yaml
-    cfg = yaml.safe_load((pathlib.Path(__file__).resolve().parent.parent / 'config' / f'{name}.yaml').read_text())
-    spec = get_agent(name)
-    assert cfg['agent'] == name and cfg['dt'] == spec.dt
-    assert cfg['planner'] == spec.planner_defaults and cfg['planner_forward'] == spec.forward_planner_defaults
-    assert cfg['sim']['frame_skip'] == spec.frame_skip
-    assert cfg['estimator']['velocity_source'] == spec.velocity_source
-
-
 @pytest.mark.parametrize('name', ['swimmer', 'half_cheetah', 'hopper', 'ant'])
 def test_twist_and_gyro_are_in_the_body_frame(name):
     """The root's twist and gyro agree with its joint velocities (free joint: world linear, body angular;

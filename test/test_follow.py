@@ -3,9 +3,11 @@ path it was never tuned on, and measures itself against the path; baselines and 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
 FOLLOW = [sys.executable, '-m', 'mbmf_ros.cli', 'follow', '--agent', 'hexapod']
 
 
@@ -168,3 +170,27 @@ def test_aggregate_runs_the_papers_algorithm_1(ros_env, tmp_path):
     assert rep.transitions == summary[0]['paths']['ahead']['steps']
     _, meta = load_checkpoint(out / 'iter_0' / 'model.pt', agent='hexapod')
     assert meta['warm_start'] == shipped and len(meta['rl_bags']) == 1 and len(meta['bags']) == 2
+
+
+def test_settings_come_from_the_agent_file_and_the_users_file(ros_env, tmp_path):
+    """Editing config/hexapod.yaml (here a copy, named by MBMF_ROS_CONFIG) changes what the nodes run, and a
+    --params-file goes on top: the planner's MpcStatus (the report's samples and horizon) shows both, and the
+    report records the effective settings."""
+    import shutil
+    config = tmp_path / 'config'
+    shutil.copytree(ROOT / 'config', config)
+    agent_file = config / 'hexapod.yaml'
+    agent_file.write_text(agent_file.read_text().replace('    horizon: 10 ', '    horizon: 7 '))
+    mine = write_path(tmp_path, 'mpc_planner:\n  ros__parameters:\n    num_samples: 37\n', 'mine.yaml')
+    path = write_path(tmp_path, 'frame_id: odom\nwaypoints: [[0, 0], [0.15, 0.0]]\n')
+    out, report = follow({**ros_env, 'MBMF_ROS_CONFIG': str(config)}, tmp_path, path, '--params-file', mine,
+                         '--max-steps', '40')
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert report['samples'] == 37 and report['horizon'] == 7
+    assert report['settings']['mpc_planner']['num_samples'] == 37
+    assert report['settings']['mpc_planner']['horizon'] == 7 and report['settings']['mpc_planner']['beta'] == 5.0
+    assert report['params_file'] == mine
+    (tmp_path / 'report.json').unlink()
+    bad = write_path(tmp_path, 'mpc_planner:\n  ros__parameters:\n    num_sample: 37\n', 'bad.yaml')
+    out, report = follow(ros_env, tmp_path, path, '--params-file', bad)
+    assert out.returncode == 2 and 'bad.yaml' in out.stderr and "'num_sample'" in out.stderr and report is None

@@ -95,7 +95,8 @@ def test_bad_input_is_a_clear_error_and_starts_nothing(ros_env, argv, message):
 
 def test_parameter_files_and_remappings_reach_the_node(ros, procs, tmp_path):
     params = tmp_path / 'echo.yaml'
-    params.write_text('/**:\n  ros__parameters:\n    count: 2\n')
+    # the node's full name, as the graph's own values (launch_ros writes a named node's dict so): a later file wins
+    params.write_text('/topic_echo:\n  ros__parameters:\n    count: 2\n')
     runner = procs.start(RUNNER + ['talk', 'count:=0', f'echo_params:={params}', 'rate_hz:=50'], name='runner')
     assert runner.wait(timeout=60) == 0, procs.output('runner')   # the file's count:=2 overrode count:=0
     assert '[topic_echo] --- 2' in procs.output('runner')

@@ -31,9 +31,11 @@ def _short(model: str, out: Path) -> str:
 
 
 def run(args) -> int:
-    from mbmf_ros.commands.follow import load_path_file, run_follow
-    from mbmf_ros.commands.train import load_train_config, train_from_bags
-    from mbmf_ros.graphs import config_dir, default_model_path, resolve_path
+    from mbmf_ros.commands.follow import run_follow
+    from mbmf_ros.graphs import default_model_path, resolve_path
+    from mbmf_ros.io.paths import load_path_file
+    from mbmf_ros.pipeline import load_train_config, train_from_bags
+    from mbmf_ros.settings import config_dir
     from mbmf_ros.io.bags import BagError
     from mbmf_ros.io.checkpoint import CheckpointMismatch
 

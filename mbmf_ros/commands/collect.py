@@ -21,16 +21,19 @@ def add_arguments(parser):
     parser.add_argument('--seed', type=int, default=0, help='seed of start states and actions (default 0)')
     parser.add_argument('--hold-steps', type=int, default=1,
                         help='keep each random action this many steps (default 1: i.i.d. as in the paper)')
+    parser.add_argument('--params-file', default='', help='your ROS 2 parameter file, loaded by every node after '
+                        'config/defaults.yaml and config/<agent>.yaml (node_name: ros__parameters: ...)')
     parser.add_argument('--timeout', type=float, default=0.0,
                         help='give up after this many seconds (default 0: 60 s + 0.05 s per step)')
 
 
 def run(args) -> int:
     from mbmf_ros.core.agents import get_agent
+    params_file = os.path.abspath(args.params_file) if args.params_file else ''
     try:
-        spec = get_agent(args.agent)
+        spec = get_agent(args.agent, [params_file] if params_file else ())
     except ValueError as e:
-        print(f'mbmf-ros collect: --agent: {e}', file=sys.stderr)
+        print(f'mbmf-ros collect: {e}', file=sys.stderr)
         return 2
     if args.rollouts < 1 or args.steps < 1 or args.hold_steps < 1:
         print(f'mbmf-ros collect: --rollouts, --steps and --hold-steps must be >= 1, found {args.rollouts}, '
@@ -50,7 +53,7 @@ def run(args) -> int:
     t0 = time.monotonic()
     graph = start_graph('collect', {'agent': spec.name, 'rollouts': str(args.rollouts),
                                     'steps': str(args.steps), 'out': out, 'seed': str(args.seed),
-                                    'hold_steps': str(args.hold_steps)})
+                                    'hold_steps': str(args.hold_steps), 'params_file': params_file})
     try:
         code = graph.wait(timeout)
         if code is None:

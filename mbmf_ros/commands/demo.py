@@ -17,7 +17,7 @@ MIN_COMPLETION = 0.9
 
 
 def add_arguments(parser):
-    from mbmf_ros.graphs import config_dir
+    from mbmf_ros.settings import config_dir
     parser.add_argument('--agent', default='hexapod')
     parser.add_argument('--model', default='', help='dynamics checkpoint (default: the shipped one)')
     parser.add_argument('--paths', nargs='+', default=sorted(str(p) for p in (config_dir() / 'paths').glob('*.yaml')))
@@ -31,7 +31,8 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from mbmf_ros.commands.follow import load_path_file, plot_runs, run_follow
+    from mbmf_ros.commands.follow import plot_runs, run_follow
+    from mbmf_ros.io.paths import load_path_file
     from mbmf_ros.graphs import default_model_path, resolve_path
     console = Console(width=max(110, Console().width))   # the whole table, also in a log or a CI page
     model = args.model or resolve_path(default_model_path(args.agent))

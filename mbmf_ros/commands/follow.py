@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from mbmf_ros.core.waypoints import tracking_report
+from mbmf_ros.io.paths import load_path_file  # noqa: F401 - the path files of the commands built on follow
 
 
 @dataclass
@@ -31,69 +33,39 @@ class FollowRun:
     predictions: list = field(default_factory=list)   # [(H+1, 2)] some predicted x/y paths of the planner
 
 
-def load_path_file(path: str | os.PathLike) -> tuple[str, np.ndarray]:
-    """(frame_id, waypoints (N, 2)) of a path YAML file; a clear error naming the file otherwise."""
-    from mbmf_ros.core.waypoints import DEFAULT_WORLD_FRAMES, validate_path
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise ValueError(f'path file {path}: {e.strerror}') from None
-    except yaml.YAMLError as e:
-        raise ValueError(f'path file {path}: not YAML: {e}') from None
-    if not isinstance(data, dict) or 'waypoints' not in data:
-        raise ValueError(f"path file {path}: expected a mapping with 'waypoints: [[x, y], ...]' "
-                         f"(and optional frame_id), found {type(data).__name__}")
-    frame = str(data.get('frame_id', 'odom'))
-    return frame, validate_path(data['waypoints'], frame, DEFAULT_WORLD_FRAMES, source=f'path file {path}')
-
-
-def tracking_report(path_xy: np.ndarray, trajectory_xy: np.ndarray) -> dict:
-    """Cross-track error of every executed state to the active path segment, and how much of the path was
-    covered (furthest progress along it, 0..1), measured as the waypoint manager tracks it.
-    path_xy (N, 2), trajectory_xy (T, 2), metres."""
-    from mbmf_ros.core.waypoints import ProgressTracker, WaypointPath
-    path = WaypointPath(path_xy)
-    tracker = ProgressTracker(path, lookahead_m=0.5)
-    states = [tracker.update(xy) for xy in trajectory_xy]
-    cross = np.asarray([state.cross_track_m for state in states])
-    state = states[-1]
-    return {'mean_cross_track_m': float(cross.mean()), 'max_cross_track_m': float(cross.max()),
-            'completion': float(min(1.0, state.progress)), 'path_length_m': float(path.length)}
-
-
 def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: str = '',
-               planner: str = 'random_shooting', controller: str = 'mpc', num_samples: int = 0,
-               horizon: int = 0, seed: int = 0, max_steps: int = 0, timeout_s: float = 300.0,
-               log=sys.stderr, quiet: bool = False, record: str = '') -> FollowRun:
-    """Run the follow graph once over DDS and measure the executed trajectory against the path."""
-    import rclpy
+               planner: str | None = None, controller: str = 'mpc', num_samples: int | None = None,
+               horizon: int | None = None, seed: int = 0, max_steps: int = 0, timeout_s: float = 300.0,
+               log=sys.stderr, quiet: bool = False, record: str = '', params_file: str = '') -> FollowRun:
+    """Run the follow graph once over DDS and measure the executed trajectory against the path.
+    planner, num_samples, horizon: None = the parameter files' (config/<agent>.yaml, then ``params_file``)."""
     from nav_msgs.msg import Path as PathMsg
 
     from mbmf_ros import topics as T
+    from mbmf_ros.client import RUNNING, SUCCEEDED, FollowClient
     from mbmf_ros.core.agents import get_agent
     from mbmf_ros.core.waypoints import step_budget
+    from mbmf_ros.graphs import effective_parameters
     from mbmf_ros.launcher import start_graph
-    from mbmf_ros.msg import AgentState, MpcStatus, TrackingStatus
+    from mbmf_ros.msg import AgentState, MpcStatus
+    from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, stamp_to_sec
+    from mbmf_ros.nodes.waypoint_manager import msg_to_points
     from mbmf_ros.srv import ResetSim
-    from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, stamp_ns, stamp_to_sec
-    from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
-    spec = get_agent(agent)
+    params_file = os.path.abspath(params_file) if params_file else ''
+    spec = get_agent(agent, [params_file] if params_file else ())
     max_steps = max_steps or step_budget(path_xy, spec.follow_speed, spec.dt)
-    arguments = {'agent': agent, 'model': model, 'planner': planner, 'controller': controller,
-                 'num_samples': str(num_samples), 'horizon': str(horizon), 'seed': str(seed),
+    arguments = {'agent': agent, 'model': model, 'planner': planner or '', 'controller': controller,
+                 'num_samples': '' if num_samples is None else str(num_samples),
+                 'horizon': '' if horizon is None else str(horizon), 'seed': str(seed), 'params_file': params_file,
                  'max_steps': str(max_steps), 'mode': 'lockstep', 'wait_for_reset': 'true', 'record': record}
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node(f'follow_{os.getpid()}', context=context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    states, status, tracking, reference = [], [], [], []
+    settings = effective_parameters('follow', arguments)     # what the nodes run with: the report records it
+    client = FollowClient(f'follow_{os.getpid()}')
+    node = client.node
+    states, status, reference = [], [], []
     node.create_subscription(AgentState, T.STATE, states.append, HISTORY)   # with the publisher's history
-    node.create_subscription(MpcStatus, T.MPC_STATUS, status.append, CONTROL)
-    node.create_subscription(TrackingStatus, T.TRACKING, tracking.append, CONTROL)
+    node.create_subscription(MpcStatus, T.MPC_STATUS, status.append, CONTROL)   # every one, for the report
     node.create_subscription(PathMsg, T.REFERENCE, reference.append, LATCHED)
-    waypoints = node.create_publisher(PathMsg, T.WAYPOINTS, CONTROL)
     reset = node.create_client(ResetSim, T.RESET)
     sink = open(os.devnull, 'w') if quiet else None
     graph = start_graph('follow', arguments, output=sink or log)
@@ -110,7 +82,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
                                    f'{graph.poll()}) before {what}')
             if within is not None and time.monotonic() - t0 > within:
                 return False
-            executor.spin_once(timeout_sec=0.05)
+            client.spin(0.05)
         return True
 
     def connected():
@@ -119,20 +91,18 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
         listeners = 4 if record else 3     # the recorder too
         return (node.count_publishers(T.STATE) >= 1 and node.count_subscribers(T.STATE) >= listeners
                 and node.count_publishers(T.ACTION) >= 1 and node.count_subscribers(T.ACTION) >= listeners - 2
-                and waypoints.get_subscription_count() >= 1 and reset.service_is_ready())
+                and node.count_subscribers(T.WAYPOINTS) >= 1 and reset.service_is_ready())
 
     try:
         spin_until(connected, 'connected graph')
         # The path goes out before the reset that makes the first state, so the waypoint manager anchors it at
         # the start pose of the episode. Matched endpoints can still include those of a graph that just ended
-        # in the same domain (until their lease runs out): the path is sent again until the waypoint manager
-        # answers this very path (TrackingStatus.path_stamp), and the reset is called again until answered.
-        msg = path_to_msg(path_xy, frame_id, node.get_clock().now().to_msg())
-        while True:
-            waypoints.publish(msg)
-            if spin_until(lambda: any(stamp_ns(t.path_stamp) == stamp_ns(msg.header.stamp) for t in tracking),
-                          'answer of the waypoint_manager', within=5.0):
-                break
+        # in the same domain (until their lease runs out): the client sends the path again until the waypoint
+        # manager answers this very path (TrackingStatus.path_stamp), and the reset is called again until
+        # answered.
+        remaining = max(1.0, timeout_s - (time.monotonic() - wall0))
+        if not client.follow_path(path_xy, frame_id, timeout=remaining):
+            raise ValueError(f'the waypoint_manager {client.status().tracking.message}')
         calls = []
         while True:
             calls.append(reset.call_async(ResetSim.Request(seed=seed)))
@@ -141,13 +111,12 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
         # the bridge answers in order: when the last call is answered, any earlier one that reached it was too
         episode = max(c.result().episode for c in calls if c.done())   # the bridge steps only after this reset
         spin_until(lambda: any(m.terminal and m.episode == episode for m in states)
-                   or (tracking and tracking[-1].done), 'end of the run')
-        executor.spin_once(timeout_sec=0.1)
+                   or client.result() != RUNNING, 'end of the run')
+        client.spin(0.1)
+        done = client.result() == SUCCEEDED
     finally:
         graph.stop()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        client.close()
         if sink is not None:
             sink.close()
     states = sorted({m.step: m for m in states if m.episode == episode}.values(), key=lambda m: m.step)
@@ -158,16 +127,19 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     report = tracking_report(world_path, trajectory)
     solve = [s.solve_time_s for s in status if s.active]
     report.update({
-        'agent': agent, 'controller': controller, 'planner': planner if controller == 'mpc' else controller,
+        'agent': agent, 'controller': controller,
+        'planner': (status[-1].planner if status else settings['mpc_planner']['planner']) if controller == 'mpc'
+        else controller,
         'samples': int(status[-1].samples) if status else 0, 'horizon': int(status[-1].horizon) if status else 0,
         # steps count from the reset (step 0); a state this observer missed does not shorten the run
         'steps': int(states[-1].step), 'missed_states': int(states[-1].step + 1 - len(states)),
         'duration_s': stamp_to_sec(states[-1].header.stamp) - stamp_to_sec(states[0].header.stamp)
         + states[0].step * spec.dt, 'body_length_m': spec.body_length,
         'mean_cross_track_body_lengths': report['mean_cross_track_m'] / spec.body_length,
-        'done': bool(tracking and tracking[-1].done), 'mean_solve_time_s': float(np.mean(solve)) if solve else 0.0,
+        'done': done, 'mean_solve_time_s': float(np.mean(solve)) if solve else 0.0,
         'wall_time_s': time.monotonic() - wall0, 'model': model, 'seed': seed,
         'zero_action_reasons': sorted({s.reason for s in status if not s.active}),
+        'params_file': params_file, 'settings': settings,
     })
     predictions = [np.stack([s.predicted_x, s.predicted_y], 1) for s in status[::10] if s.active and s.predicted_x]
     return FollowRun(report, world_path, trajectory, predictions)
@@ -205,9 +177,15 @@ def add_arguments(parser):
     parser.add_argument('--path', required=True, help='path YAML {frame_id, waypoints: [[x, y], ...]}')
     parser.add_argument('--report', required=True, help='report JSON to write')
     parser.add_argument('--plot', help='PNG of path, trajectory and predicted plans')
-    parser.add_argument('--planner', default='random_shooting', choices=['random_shooting', 'cem', 'mppi'])
-    parser.add_argument('--samples', type=int, default=0, help="K (0: the agent's default)")
-    parser.add_argument('--horizon', type=int, default=0, help="H (0: the agent's default)")
+    from mbmf_ros.core.planners import PLANNERS
+    parser.add_argument('--planner', choices=list(PLANNERS),
+                        help='MPC planner (default: mpc_planner planner of the parameter files: random_shooting, '
+                             "the paper's)")
+    parser.add_argument('--num-samples', type=int, help='K sampled action sequences (default: mpc_planner '
+                        'num_samples of config/<agent>.yaml, or of --params-file)')
+    parser.add_argument('--horizon', type=int, help='H planning steps (default: from the parameter files)')
+    parser.add_argument('--params-file', default='', help='your ROS 2 parameter file, loaded by every node after '
+                        'config/defaults.yaml and config/<agent>.yaml (node_name: ros__parameters: ...)')
     parser.add_argument('--baseline', choices=['zero', 'random'], help='run a baseline actor instead of MPC')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--max-steps', type=int, default=0, help='step budget (0: from the path length)')
@@ -220,9 +198,10 @@ def run(args) -> int:
     try:
         frame, points = load_path_file(args.path)
         result = run_follow(args.agent, points, frame, model=args.model, planner=args.planner,
-                            controller=args.baseline or 'mpc', num_samples=args.samples, horizon=args.horizon,
+                            controller=args.baseline or 'mpc', num_samples=args.num_samples, horizon=args.horizon,
                             seed=args.seed, max_steps=args.max_steps, timeout_s=args.timeout,
-                            record=os.path.abspath(args.record) if args.record else '')
+                            record=os.path.abspath(args.record) if args.record else '',
+                            params_file=args.params_file)
     except (ValueError, TimeoutError, RuntimeError) as e:
         print(f'mbmf-ros follow: {e}', file=sys.stderr)
         return 2

@@ -31,7 +31,7 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from mbmf_ros.commands import collect, train
-    from mbmf_ros.graphs import config_dir
+    from mbmf_ros.settings import config_dir
     out = args.out or str(config_dir() / 'models' / f'{args.agent}.pt')
     work = Path(args.work) / args.agent
     bag_dirs = []

@@ -147,85 +147,105 @@ def _hinges(*names) -> tuple:
     return tuple(JointSpec(n, n) for n in names)
 
 
-HEXAPOD = AgentSpec(
-    name='hexapod', model_file=os.path.join(ASSETS, 'hexapod.xml'), root_body='base_link', planar=None,
-    joints=(JointSpec('left_crank', 'left_front_crank', 'sincos'),
-            JointSpec('right_crank', 'right_front_crank', 'sincos')),
-    action_names=('left_motor', 'right_motor'),
-    dt=0.05, frame_skip=50, body_length=0.10, max_episode_steps=400,
-    velocity_frame='body', velocity_source='pose_difference', velocity_filter_alpha=0.7,
-    start_noise_std=0.001, heading_noise=True,
-    termination=(('cos_roll', 0.0, 1.0), ('cos_pitch', 0.0, 1.0)),   # on its side or back
-    forward_velocity_element='vx', ctrl_cost=0.0, ctrl_scale=1.0, alive_bonus=0.0,
-    # The original millirobot MPC used N=1000, H=4 at 20 Hz. In simulation H=4 (0.2 s, ~3 cm of travel) turns
-    # too late: on the U-turn path the mean cross-track error was 7.7 cm with H=4 against 0.6 cm with H=10
-    # (K=1000 or 500 alike), so the default looks 0.5 s ahead with half the samples (~45 ms a plan, 2 cores).
-    planner_defaults={'num_samples': 500, 'horizon': 10},
-    forward_planner_defaults={'num_samples': 1000, 'horizon': 4},
-    # steering_gain: the motor board's mixing, target = mean + gain * half-difference of the two commands,
-    # so that (1, -1) turns at ~3 rad/s instead of ~5 (DESIGN: turning on the spot is otherwise too fast).
-    sim={'steering_gain': 0.6, 'average_rates': True},
-)
+# The structure of each agent: its model, joints, actions and termination bounds. Every value one might tune
+# (dt, body length, noise, rewards, K and H, simulator options) lives in config/<agent>.yaml, the ROS 2
+# parameter file its nodes load; ``make_agent`` joins the two.
+STRUCTURE = {
+    'hexapod': dict(
+        model_file=os.path.join(ASSETS, 'hexapod.xml'), root_body='base_link', planar=None,
+        joints=(JointSpec('left_crank', 'left_front_crank', 'sincos'),
+                JointSpec('right_crank', 'right_front_crank', 'sincos')),
+        action_names=('left_motor', 'right_motor'),
+        termination=(('cos_roll', 0.0, 1.0), ('cos_pitch', 0.0, 1.0))),   # on its side or back
+    'swimmer': dict(
+        model_file=lambda: _gym_asset('swimmer.xml'), root_body='torso', planar='xy',
+        joints=_hinges('motor1_rot', 'motor2_rot'), action_names=('motor1_rot', 'motor2_rot'), termination=()),
+    'half_cheetah': dict(
+        model_file=lambda: _gym_asset('half_cheetah.xml'), root_body='torso', planar='xz',
+        joints=_hinges('bthigh', 'bshin', 'bfoot', 'fthigh', 'fshin', 'ffoot'),
+        action_names=('bthigh', 'bshin', 'bfoot', 'fthigh', 'fshin', 'ffoot'), termination=()),
+    'hopper': dict(
+        model_file=lambda: _gym_asset('hopper.xml'), root_body='torso', planar='xz',
+        joints=_hinges('thigh_joint', 'leg_joint', 'foot_joint'),
+        action_names=('thigh_joint', 'leg_joint', 'foot_joint'),
+        # rllab/Gym hopper: alive while z > 0.7 and |pitch| < 0.2
+        termination=(('z', 0.7, math.inf), ('cos_pitch', math.cos(0.2), 1.0))),
+    'ant': dict(
+        model_file=lambda: _gym_asset('ant.xml'), root_body='torso', planar=None,
+        joints=_hinges('hip_1', 'ankle_1', 'hip_2', 'ankle_2', 'hip_3', 'ankle_3', 'hip_4', 'ankle_4'),
+        action_names=('hip_4', 'ankle_4', 'hip_1', 'ankle_1', 'hip_2', 'ankle_2', 'hip_3', 'ankle_3'),
+        termination=(('z', 0.2, 1.0),)),   # rllab ant: alive while 0.2 <= z <= 1.0
+}
 
-SWIMMER = AgentSpec(
-    name='swimmer', model_file=_gym_asset('swimmer.xml'), root_body='torso', planar='xy',
-    joints=_hinges('motor1_rot', 'motor2_rot'), action_names=('motor1_rot', 'motor2_rot'),
-    dt=0.15, frame_skip=15, body_length=0.3, max_episode_steps=500,   # timestep 0.01
-    # The pose point is the centre of mass, as the paper's trajectory following (Fig. 3): the torso is the tip
-    # of the chain and swings up to 0.2 m per step while the body as a whole creeps. Velocities come from its
-    # differences (the torso's twist would not match it).
-    velocity_frame='heading', velocity_source='pose_difference', start_noise_std=0.001, heading_noise=True,
-    termination=(), forward_velocity_element='vx', ctrl_cost=0.5, ctrl_scale=50.0, alive_bonus=0.0,
-    # TF: the paper's K=5000, H=5 stalled at corners (completion 0.60-0.76 on the example turns); H=10 with
-    # K=2000 finishes them at 0.02-0.08 BL mean cross-track in ~110 ms per plan (under the 150 ms period).
-    planner_defaults={'num_samples': 2000, 'horizon': 10},
-    forward_planner_defaults={'num_samples': 5000, 'horizon': 20},
-    sim={'pose_point': 'com'},
-    follow_speed_bl=0.5,   # its centre of mass swims ~0.2 m/s under MPC
-)
-
-HALF_CHEETAH = AgentSpec(
-    name='half_cheetah', model_file=_gym_asset('half_cheetah.xml'), root_body='torso', planar='xz',
-    joints=_hinges('bthigh', 'bshin', 'bfoot', 'fthigh', 'fshin', 'ffoot'),
-    action_names=('bthigh', 'bshin', 'bfoot', 'fthigh', 'fshin', 'ffoot'),
-    dt=0.01, frame_skip=1, body_length=1.0, max_episode_steps=1000,   # timestep 0.01
-    velocity_frame='heading', velocity_source='twist', start_noise_std=0.001, heading_noise=False,
-    termination=(), forward_velocity_element='vx', ctrl_cost=0.05, ctrl_scale=1.0, alive_bonus=0.0,
-    planner_defaults={'num_samples': 1000, 'horizon': 10},
-    forward_planner_defaults={'num_samples': 1000, 'horizon': 20},
-)
-
-HOPPER = AgentSpec(
-    name='hopper', model_file=_gym_asset('hopper.xml'), root_body='torso', planar='xz',
-    joints=_hinges('thigh_joint', 'leg_joint', 'foot_joint'),
-    action_names=('thigh_joint', 'leg_joint', 'foot_joint'),
-    dt=0.02, frame_skip=10, body_length=0.4, max_episode_steps=200,   # timestep 0.002
-    velocity_frame='heading', velocity_source='twist', start_noise_std=0.001, heading_noise=False,
-    # rllab/Gym hopper: alive while z > 0.7 and |pitch| < 0.2
-    termination=(('z', 0.7, math.inf), ('cos_pitch', math.cos(0.2), 1.0)),
-    forward_velocity_element='vx', ctrl_cost=0.005, ctrl_scale=200.0, alive_bonus=1.0,
-    planner_defaults={'num_samples': 1000, 'horizon': 40},
-    forward_planner_defaults={'num_samples': 1000, 'horizon': 40},
-)
-
-ANT = AgentSpec(
-    name='ant', model_file=_gym_asset('ant.xml'), root_body='torso', planar=None,
-    joints=_hinges('hip_1', 'ankle_1', 'hip_2', 'ankle_2', 'hip_3', 'ankle_3', 'hip_4', 'ankle_4'),
-    action_names=('hip_4', 'ankle_4', 'hip_1', 'ankle_1', 'hip_2', 'ankle_2', 'hip_3', 'ankle_3'),
-    dt=0.02, frame_skip=2, body_length=0.5, max_episode_steps=1000,   # timestep 0.01
-    velocity_frame='heading', velocity_source='twist', start_noise_std=0.001, heading_noise=False,
-    termination=(('z', 0.2, 1.0),),   # rllab ant: alive while 0.2 <= z <= 1.0
-    forward_velocity_element='vx', ctrl_cost=0.005, ctrl_scale=150.0, alive_bonus=0.5,
-    planner_defaults={'num_samples': 7000, 'horizon': 15},
-    forward_planner_defaults={'num_samples': 15000, 'horizon': 5},
-)
-
-AGENTS = {a.name: a for a in (HEXAPOD, SWIMMER, HALF_CHEETAH, HOPPER, ANT)}
+# AgentSpec fields read from the '/**' section of config/<agent>.yaml (same names).
+SPEC_PARAMETERS = ('dt', 'frame_skip', 'body_length', 'max_episode_steps', 'velocity_frame', 'velocity_source',
+                   'velocity_filter_alpha', 'start_noise_std', 'heading_noise', 'forward_velocity_element',
+                   'ctrl_cost', 'ctrl_scale', 'alive_bonus', 'follow_speed_bl')
 
 
-def get_agent(name: str) -> AgentSpec:
-    """The spec of a named agent; ValueError listing the known agents for an unknown name."""
-    try:
-        return AGENTS[name]
-    except KeyError:
-        raise ValueError(f'unknown agent {name!r}: known agents are {", ".join(sorted(AGENTS))}') from None
+def make_agent(name: str, shared: dict | None = None, planner: dict | None = None,
+               params_files=()) -> AgentSpec:
+    """The AgentSpec of ``name``: its STRUCTURE here, its values from parameters.
+
+    shared: the '/**' parameters (SPEC_PARAMETERS and sim.*), planner: the mpc_planner parameters (num_samples,
+    horizon, moving_forward.num_samples, moving_forward.horizon); each defaults to config/<agent>.yaml with
+    ``params_files`` on top (mbmf_ros.settings). A node passes its own declared values, so its spec is what its
+    parameters say. ValueError for an unknown agent or a missing value (naming the file and the parameter).
+    """
+    from mbmf_ros.settings import load_settings
+    if name not in STRUCTURE:
+        raise ValueError(f'unknown agent {name!r}: known agents are {", ".join(sorted(STRUCTURE))}')
+    if shared is None or planner is None:
+        settings = load_settings(name, params_files)
+        shared = settings.shared() if shared is None else shared
+        planner = settings.node('mpc_planner') if planner is None else planner
+    missing = [k for k in SPEC_PARAMETERS if k not in shared] + \
+        [k for k in ('num_samples', 'horizon', 'moving_forward.num_samples', 'moving_forward.horizon')
+         if k not in planner]
+    if missing:
+        raise ValueError(f'agent {name}: config/{name}.yaml lacks {", ".join(missing)} '
+                         "('/**' and mpc_planner sections)")
+    structure = dict(STRUCTURE[name])
+    if callable(structure['model_file']):
+        structure['model_file'] = structure['model_file']()
+    values = {k: shared[k] for k in SPEC_PARAMETERS}
+    return AgentSpec(
+        name=name, **structure, **values,
+        planner_defaults={'num_samples': int(planner['num_samples']), 'horizon': int(planner['horizon'])},
+        forward_planner_defaults={'num_samples': int(planner['moving_forward.num_samples']),
+                                  'horizon': int(planner['moving_forward.horizon'])},
+        sim={k[len('sim.'):]: v for k, v in shared.items() if k.startswith('sim.')})
+
+
+class _Agents(dict):
+    """name -> AgentSpec from config/<agent>.yaml, built when first asked for."""
+
+    def __init__(self):
+        super().__init__((name, None) for name in STRUCTURE)
+
+    def __getitem__(self, name):
+        spec = super().__getitem__(name)
+        if spec is None:
+            spec = make_agent(name)
+            super().__setitem__(name, spec)
+        return spec
+
+    def values(self):
+        return [self[n] for n in self]
+
+    def items(self):
+        return [(n, self[n]) for n in self]
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+
+AGENTS = _Agents()
+
+
+def get_agent(name: str, params_files=()) -> AgentSpec:
+    """The spec of a named agent (config/<agent>.yaml, then ``params_files``); ValueError listing the known
+    agents for an unknown name."""
+    if name not in STRUCTURE:
+        raise ValueError(f'unknown agent {name!r}: known agents are {", ".join(sorted(STRUCTURE))}')
+    return make_agent(name, params_files=params_files) if params_files else AGENTS[name]

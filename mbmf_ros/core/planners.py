@@ -27,7 +27,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-PLANNERS = ('random_shooting', 'cem', 'mppi')
+# The planner registry: name -> class, filled by @register below. The follow command's --planner choices, the
+# launch help and the mpc_planner node's check all read it: a new planner is a class with @register('name').
+PLANNERS: dict = {}
+
+
+def register(name: str):
+    """Class decorator: make a Planner subclass available under ``name`` (see PLANNERS)."""
+    def add(cls):
+        PLANNERS[name] = cls
+        return cls
+    return add
 
 
 @dataclass
@@ -162,6 +172,7 @@ def _mix_uniform(actions, fraction: float, generator) -> None:
         actions[-n:] = torch.rand(n, *actions.shape[1:], generator=generator, dtype=actions.dtype) * 2.0 - 1.0
 
 
+@register('random_shooting')
 class RandomShootingPlanner(Planner):
     """The paper's random shooting: K uniform sequences in [-1, 1], the best one's first action."""
     name = 'random_shooting'
@@ -174,6 +185,7 @@ class RandomShootingPlanner(Planner):
         return actions[best], returns[best], states[:, best], self._candidates(returns, states), {}
 
 
+@register('cem')
 class CEMPlanner(Planner):
     """Cross-entropy method with warm start.
 
@@ -226,6 +238,7 @@ class CEMPlanner(Planner):
         return result
 
 
+@register('mppi')
 class MPPIPlanner(Planner):
     """MPPI with warm start: sequences = shifted previous plan + N(0, noise_std^2), clipped to [-1, 1];
     new plan = average weighted by ``exp((R - max R) / (temperature * (max R - min R)))`` (the temperature is
@@ -271,9 +284,8 @@ class MPPIPlanner(Planner):
 
 def make_planner(name: str, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,
                  **kwargs) -> Planner:
-    """A planner by name: random_shooting | cem | mppi (kwargs go to its constructor)."""
-    classes = {'random_shooting': RandomShootingPlanner, 'rs': RandomShootingPlanner,
-               'cem': CEMPlanner, 'mppi': MPPIPlanner}
-    if name not in classes:
+    """A planner by name, one of PLANNERS ('rs' = random_shooting; kwargs go to its constructor)."""
+    name = 'random_shooting' if name == 'rs' else name
+    if name not in PLANNERS:
         raise ValueError(f'unknown planner {name!r}; expected one of {list(PLANNERS)}')
-    return classes[name](action_dim, horizon, num_samples, seed, **kwargs)
+    return PLANNERS[name](action_dim, horizon, num_samples, seed, **kwargs)

@@ -10,7 +10,7 @@ step of each of K candidates under each of E ensemble members. A planner sums it
   closest segment and ``proj`` the arc length (m) along the path of the projection onto it. Summed over the
   horizon the progress terms telescope to ``beta * (proj(s_H) - proj(s_0))``, ``s_0`` the true current state:
   exactly Alg. 2's sum of ``proj_t - proj_{t-1}``. An optional heading term (``heading_weight``, per rad)
-  penalises facing away from the closest segment's direction (used on the real millirobot, DESIGN §2).
+  penalises facing away from the closest segment's direction (used on the real millirobot).
 * ``MovingForwardTask``: appendix C.2, ``r = s'[forward velocity] + alive_bonus - ctrl_cost * ||a / scale||^2``.
 """
 from __future__ import annotations
@@ -21,6 +21,16 @@ import torch
 
 from mbmf_ros.core.state import wrap_angle
 from mbmf_ros.core.waypoints import ProgressTracker, TrackingState, WaypointPath
+
+
+TASKS = ('trajectory_following', 'moving_forward')
+
+
+def _planner_defaults(**given):
+    """The given values, None replaced by the mpc_planner default of config/defaults.yaml."""
+    from mbmf_ros.settings import defaults
+    d = defaults('mpc_planner')
+    return tuple(d[k] if v is None else v for k, v in given.items())
 
 
 class Task:
@@ -67,9 +77,13 @@ class TrajectoryFollowingTask(Task):
     """
     name = 'trajectory_following'
 
-    def __init__(self, path: WaypointPath | None = None, alpha: float = 1.0, beta: float = 5.0,
-                 heading_weight: float = 0.0, lookahead_m: float | None = None, goal_tolerance_m: float = 0.0,
-                 clamp_progress: bool = True):
+    def __init__(self, path: WaypointPath | None = None, alpha: float | None = None, beta: float | None = None,
+                 heading_weight: float | None = None, lookahead_m: float | None = None,
+                 goal_tolerance_m: float | None = None, clamp_progress: bool | None = None):
+        # None: the mpc_planner default of config/defaults.yaml (the one home of these values)
+        alpha, beta, heading_weight, goal_tolerance_m, clamp_progress = _planner_defaults(
+            alpha=alpha, beta=beta, heading_weight=heading_weight, goal_tolerance_m=goal_tolerance_m,
+            clamp_progress=clamp_progress)
         for label, v in (('alpha', alpha), ('beta', beta), ('heading_weight', heading_weight)):
             if not math.isfinite(float(v)) or float(v) < 0:
                 raise ValueError(f'TrajectoryFollowingTask: {label} must be finite and >= 0, found {v!r}')
@@ -191,7 +205,7 @@ class MovingForwardTask(Task):
 
 
 def make_task(name: str, spec=None, path: WaypointPath | None = None, **kwargs) -> Task:
-    """A task by name: 'trajectory_following' (kwargs: alpha, beta, heading_weight, lookahead_m) or
+    """A task by name (TASKS): 'trajectory_following' (kwargs: alpha, beta, heading_weight, lookahead_m, ...) or
     'moving_forward' (from the agent spec ``spec``)."""
     if name in ('trajectory_following', 'follow', 'tf'):
         return TrajectoryFollowingTask(path, **kwargs)

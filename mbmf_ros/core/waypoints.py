@@ -178,10 +178,13 @@ class ProgressTracker:
     so far (None: the whole rest of the path); progress is
     the furthest arc length reached so far. The path is done when that is within ``goal_tolerance_m`` of the
     path's end (with 0: once the projection reaches the end, i.e. the robot is at or past the last waypoint's
-    normal line).
+    normal line; None: goal_tolerance_m of config/defaults.yaml, as the waypoint manager and the planner use).
     """
 
-    def __init__(self, path: WaypointPath, lookahead_m: float | None = None, goal_tolerance_m: float = 0.0):
+    def __init__(self, path: WaypointPath, lookahead_m: float | None = None, goal_tolerance_m: float | None = None):
+        if goal_tolerance_m is None:
+            from mbmf_ros.settings import defaults
+            goal_tolerance_m = defaults('waypoint_manager')['goal_tolerance_m']
         self.path = path
         self.lookahead_m = lookahead_m
         self.goal_tolerance_m = float(goal_tolerance_m)
@@ -222,3 +225,20 @@ def path_length(points: Sequence) -> float:
 def step_budget(points: Sequence, speed_m_s: float, dt: float) -> int:
     """Control steps allowed to follow a path: 3x the time at ``speed_m_s``, plus 2 s to get going."""
     return int(math.ceil((3.0 * path_length(points) / speed_m_s + 2.0) / dt))
+
+
+def tracking_report(path_xy, trajectory_xy, lookahead_m: float | None = None) -> dict:
+    """Cross-track error of every executed state to the active path segment, and how much of the path was
+    covered (furthest progress along it, 0..1), measured as the waypoint manager tracks it.
+    path_xy (N, 2), trajectory_xy (T, 2), metres; lookahead_m: None = the lookahead_m of config/defaults.yaml.
+    Returns mean_cross_track_m, max_cross_track_m, completion, path_length_m."""
+    if lookahead_m is None:
+        from mbmf_ros.settings import defaults
+        lookahead_m = defaults('waypoint_manager')['lookahead_m']
+    path = WaypointPath(path_xy)
+    tracker = ProgressTracker(path, lookahead_m=lookahead_m if lookahead_m > 0 else None)
+    states = [tracker.update(xy) for xy in trajectory_xy]
+    cross = np.asarray([state.cross_track_m for state in states])
+    state = states[-1]
+    return {'mean_cross_track_m': float(cross.mean()), 'max_cross_track_m': float(cross.max()),
+            'completion': float(min(1.0, state.progress)), 'path_length_m': float(path.length)}

@@ -84,3 +84,53 @@ def run_node(make_node: Callable[[], Node], args=None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return code
+
+
+def declare_settings(node: Node, section: str) -> dict:
+    """Declare every parameter of ``section`` (a node section of config/defaults.yaml and config/<agent>.yaml,
+    with the '/**' values) and return {name: value}: the defaults come from those files (mbmf_ros.settings),
+    the values from the node's overrides (--params-file, launch parameters) where given.
+
+    A value of the wrong type (an int where a float is expected is fine) or an unknown agent ends the node
+    with SystemExit naming the node and the parameter.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    from mbmf_ros.settings import check_type, default_agent, load_settings
+    dynamic = ParameterDescriptor(dynamic_typing=True)
+    agent = node.declare_parameter('agent', default_agent(), dynamic).value
+    try:
+        defaults = load_settings(str(agent)).node(section)
+    except ValueError as e:
+        raise SystemExit(f'{node.get_name()}: parameter agent: {e}') from None
+    values = {'agent': agent}
+    for name, default in defaults.items():
+        if name == 'agent':
+            continue
+        if isinstance(default, (list, tuple)) and not default:
+            raise SystemExit(f'{node.get_name()}: parameter {name}: an empty list default has no type')
+        value = node.declare_parameter(name, default, dynamic).value
+        try:
+            values[name] = check_type(f'{node.get_name()}: parameter {name}', default, value)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+    return values
+
+
+def agent_of(node_name: str, values: dict):
+    """The AgentSpec a node runs, built from its declared values (``declare_settings``): the '/**' spec
+    values and the planner's K/H as the node sees them. SystemExit naming the node for an unknown agent."""
+    from mbmf_ros.core.agents import STRUCTURE, make_agent
+    from mbmf_ros.settings import load_settings
+    agent = values['agent']
+    if agent not in STRUCTURE:
+        raise SystemExit(f'{node_name}: parameter agent: unknown agent {agent!r}; known agents are '
+                         f'{", ".join(sorted(STRUCTURE))}')
+    settings = load_settings(agent)
+    shared = {**settings.shared(), **{k: v for k, v in values.items() if k in settings.shared()}}
+    planner = {**settings.node('mpc_planner'), **{k: v for k, v in values.items()
+                                                   if k in settings.node('mpc_planner')}}
+    try:
+        return make_agent(agent, shared, planner)
+    except ValueError as e:
+        raise SystemExit(f'{node_name}: {e}') from None

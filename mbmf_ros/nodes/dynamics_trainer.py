@@ -1,4 +1,4 @@
-"""dynamics_trainer: trains a dynamics model from bags on request and announces it (DESIGN §3).
+"""dynamics_trainer: trains a dynamics model from bags on request and announces it (docs/design.md).
 
 Service  /mbmf/train (mbmf_ros/srv/TrainModel): bags -> checkpoint. Training runs in a background thread; the
          service callback is a coroutine that waits for it without blocking the executor (other callbacks,
@@ -6,8 +6,8 @@ Service  /mbmf/train (mbmf_ros/srv/TrainModel): bags -> checkpoint. Training run
          once with success=false and a message naming the running job.
 Topic    /mbmf/model (mbmf_ros/msg/ModelInfo, latched): published when a model is ready (after training, and
          at start-up for `initial_checkpoint`).
-Parameters
-  agent               string   agent the models are for (required; unknown agent: exit with the known ones)
+Parameters (defaults: config/defaults.yaml, dynamics_trainer section)
+  agent               string   agent the models are for (unknown agent: exit with the known ones)
   output              string   default checkpoint path ("" -> models/<agent>_dynamics.pt)
   epochs              int      default epochs (0: the config's)
   config              string   YAML of TrainConfig keys (optional)
@@ -26,25 +26,21 @@ from rclpy.node import Node
 from rclpy.task import Future
 
 from mbmf_ros import topics as T
-from mbmf_ros.nodes.common import LATCHED, run_node
+from mbmf_ros.nodes.common import LATCHED, agent_of, declare_settings, run_node
 
 
 class DynamicsTrainer(Node):
     def __init__(self):
         super().__init__('dynamics_trainer')
-        from mbmf_ros.core.agents import get_agent
         from mbmf_ros.msg import ModelInfo
         from mbmf_ros.srv import TrainModel
-        self.agent = self.declare_parameter('agent', '').value
-        try:
-            self.spec = get_agent(self.agent)
-        except ValueError as e:
-            raise SystemExit(f'dynamics_trainer: parameter agent: {e}')
-        self.output = self.declare_parameter('output', '').value or f'models/{self.agent}_dynamics.pt'
-        self.epochs = int(self.declare_parameter('epochs', 0).value)
-        self.config_path = self.declare_parameter('config', '').value
-        self.threads = int(self.declare_parameter('threads', 1).value)
-        initial = self.declare_parameter('initial_checkpoint', '').value
+        # Every parameter and its default: config/defaults.yaml (dynamics_trainer, /**).
+        v = declare_settings(self, 'dynamics_trainer')
+        self.spec = agent_of('dynamics_trainer', v)
+        self.agent = self.spec.name
+        self.output = v['output'] or f'models/{self.agent}_dynamics.pt'
+        self.epochs, self.config_path, self.threads = v['epochs'], v['config'], v['threads']
+        initial = v['initial_checkpoint']
         self._ModelInfo = ModelInfo
         self.version = 0
         self._lock = threading.Lock()
@@ -114,7 +110,7 @@ class DynamicsTrainer(Node):
 
     def _train(self, request, done: Future):
         """Background thread: train, write the checkpoint, publish ModelInfo, complete the future."""
-        from mbmf_ros.commands.train import load_train_config, train_from_bags
+        from mbmf_ros.pipeline import load_train_config, train_from_bags
         log = self.get_logger()
         try:
             if not request.bags:

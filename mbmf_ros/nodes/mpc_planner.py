@@ -14,15 +14,14 @@ Publishes
 A zero action is sent, with the reason in MpcStatus, when: there is no model, no reference (trajectory
 following), the state is stale (older than stale_after_periods control periods by the node clock, the
 /clock with use_sim_time), its layout is not the agent's, it has non-finite values, or the path is done.
-Parameters
-  agent (hexapod), task (trajectory_following | moving_forward), planner (random_shooting | cem | mppi),
-  num_samples K and horizon H (0: the agent's defaults, paper appendix A.3), alpha (1.0, per m per step),
-  beta (5.0, per m of progress), heading_weight (0.0 = the paper's reward, per rad per step; 0.05 stalled the
-  hexapod at corners sharper than 90 degrees and on zig-zags), lookahead_m (0.5, m of path ahead
-  searched for the closest segment; <= 0: all), clamp_progress (true), seed (0; -1: random), model_path
-  ('' : wait for /mbmf/model), stale_after_periods (2.0), num_threads (0: torch's default), world_frames
-  ([odom, world, map]), wait_for_reference (false; true: in lock-step, a state that comes before any reference
-  is answered only once one arrives, so a run does not depend on which of the two reaches the planner first).
+Parameters (defaults and what each means: config/defaults.yaml, mpc_planner and /** sections; per agent:
+config/<agent>.yaml)
+  agent, task (trajectory_following | moving_forward), planner (mbmf_ros.core.planners.PLANNERS), num_samples K
+  and horizon H (moving_forward.num_samples / .horizon for the moving-forward task), alpha, beta,
+  heading_weight, lookahead_m, goal_tolerance_m, clamp_progress, seed (-1: random), model_path ('': wait for
+  /mbmf/model), stale_after_periods, num_threads, world_frames, wait_for_reference (in lock-step, a state that
+  comes before any reference is answered only once one arrives, so a run does not depend on which of the two
+  reaches the planner first), and the agent's /** values (dt, ...).
 """
 from __future__ import annotations
 
@@ -36,9 +35,9 @@ from nav_msgs.msg import Path
 from rclpy.node import Node
 
 from mbmf_ros import topics as T
-from mbmf_ros.core.waypoints import DEFAULT_WORLD_FRAMES, PathError, WaypointPath
+from mbmf_ros.core.waypoints import PathError, WaypointPath
 from mbmf_ros.msg import ActionCommand, AgentState, ModelInfo, MpcStatus
-from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, run_node, stamp_to_sec
+from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, agent_of, declare_settings, run_node, stamp_to_sec
 from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
 
@@ -47,45 +46,42 @@ class MpcPlanner(Node):
         super().__init__('mpc_planner')
         import torch
 
-        from mbmf_ros.core.agents import get_agent
         from mbmf_ros.core.planners import PLANNERS, make_planner
-        from mbmf_ros.core.tasks import TrajectoryFollowingTask, make_task
+        from mbmf_ros.core.tasks import TASKS, TrajectoryFollowingTask, make_task
 
-        p = lambda name, default: self.declare_parameter(name, default).value  # noqa: E731
-        agent = p('agent', 'hexapod')
-        self.task_name = p('task', 'trajectory_following')
-        self.planner_name = p('planner', 'random_shooting')
-        num_samples, horizon = int(p('num_samples', 0)), int(p('horizon', 0))
-        alpha, beta, heading = float(p('alpha', 1.0)), float(p('beta', 5.0)), float(p('heading_weight', 0.0))
-        lookahead = float(p('lookahead_m', 0.5))
-        clamp_progress = bool(p('clamp_progress', True))
-        seed = int(p('seed', 0))
-        model_path = p('model_path', '')
-        self.stale_after_periods = float(p('stale_after_periods', 2.0))
+        # Every parameter and its default: config/defaults.yaml and config/<agent>.yaml (mpc_planner, /**).
+        v = declare_settings(self, 'mpc_planner')
+        self.settings = v
+        self.task_name, self.planner_name = v['task'], v['planner']
+        alpha, beta, heading = v['alpha'], v['beta'], v['heading_weight']
+        lookahead, goal_tolerance = v['lookahead_m'], v['goal_tolerance_m']
+        clamp_progress, seed, model_path = v['clamp_progress'], v['seed'], v['model_path']
+        self.stale_after_periods = v['stale_after_periods']
         # lock-step: hold the answer to a state until a reference arrives (the simulated robot waits with it)
-        self.wait_for_reference = bool(p('wait_for_reference', False))
-        num_threads = int(p('num_threads', 0))
-        self.world_frames = tuple(p('world_frames', list(DEFAULT_WORLD_FRAMES)))
-        try:
-            self.spec = get_agent(agent)
-        except ValueError as e:
-            raise SystemExit(f'mpc_planner: parameter agent: {e}')
+        self.wait_for_reference = v['wait_for_reference']
+        num_threads = v['num_threads']
+        self.world_frames = tuple(v['world_frames'])
+        self.spec = agent_of('mpc_planner', v)
+        agent = self.spec.name
         if self.planner_name not in PLANNERS:
             raise SystemExit(f'mpc_planner: parameter planner: expected one of {list(PLANNERS)}, found '
                              f'{self.planner_name!r}')
-        defaults = self.spec.planner_defaults if self.task_name == 'trajectory_following' \
-            else getattr(self.spec, 'forward_planner_defaults', self.spec.planner_defaults)
-        self.num_samples = num_samples or int(defaults['num_samples'])
-        self.horizon = horizon or int(defaults['horizon'])
+        if self.task_name not in TASKS:
+            raise SystemExit(f'mpc_planner: parameter task: expected one of {list(TASKS)}, found '
+                             f'{self.task_name!r}')
+        # K and H of the task: num_samples/horizon (trajectory following) or moving_forward.*
+        prefix = '' if self.task_name == 'trajectory_following' else 'moving_forward.'
+        self.num_samples, self.horizon = v[prefix + 'num_samples'], v[prefix + 'horizon']
         if self.num_samples < 1 or self.horizon < 1 or not self.stale_after_periods > 0:
-            raise SystemExit(f'mpc_planner: expected num_samples >= 1, horizon >= 1, stale_after_periods > 0; '
-                             f'found {self.num_samples}, {self.horizon}, {self.stale_after_periods}')
+            raise SystemExit(f'mpc_planner: expected {prefix}num_samples >= 1, {prefix}horizon >= 1, '
+                             f'stale_after_periods > 0; found {self.num_samples}, {self.horizon}, '
+                             f'{self.stale_after_periods}')
         if num_threads > 0:
             torch.set_num_threads(num_threads)
         try:
             self.task = make_task(self.task_name, self.spec, alpha=alpha, beta=beta, heading_weight=heading,
                                   lookahead_m=lookahead if lookahead > 0 else None,
-                                  clamp_progress=clamp_progress) \
+                                  goal_tolerance_m=goal_tolerance, clamp_progress=clamp_progress) \
                 if self.task_name == 'trajectory_following' else make_task(self.task_name, self.spec)
             self.planner = make_planner(self.planner_name, self.spec.action_dim, self.horizon, self.num_samples,
                                         None if seed < 0 else seed)

@@ -34,7 +34,8 @@ from sensor_msgs.msg import Imu, JointState
 
 from mbmf_ros import topics as T
 from mbmf_ros.msg import ActionCommand, AgentState
-from mbmf_ros.nodes.common import CONTROL, SENSOR, run_node, sec_to_stamp, stamp_ns
+from mbmf_ros.nodes.common import (CONTROL, SENSOR, agent_of, declare_settings, run_node, sec_to_stamp,
+                                   stamp_ns)
 from mbmf_ros.srv import ResetSim
 
 SENSOR_TOPICS = (T.ODOM, T.IMU, T.JOINT_STATES, T.MOCAP_POSE)
@@ -43,32 +44,24 @@ SENSOR_TOPICS = (T.ODOM, T.IMU, T.JOINT_STATES, T.MOCAP_POSE)
 class MujocoBridge(Node):
     def __init__(self):
         super().__init__('mujoco_bridge')
-        from mbmf_ros.core.agents import get_agent
         from mbmf_ros.sim.simulation import Simulation
-        agent = self.declare_parameter('agent', 'hexapod').value
-        self.mode = self.declare_parameter('mode', 'lockstep').value
-        seed = int(self.declare_parameter('seed', 0).value)
-        max_steps = int(self.declare_parameter('max_episode_steps', 0).value)
-        self.max_episodes = int(self.declare_parameter('max_episodes', 0).value)
-        self.min_state_subscribers = int(self.declare_parameter('min_state_subscribers', 1).value)
-        self.action_timeout = float(self.declare_parameter('action_timeout_s', 0.5).value)
-        self.auto_reset = bool(self.declare_parameter('auto_reset', True).value)
-        self.resend_s = float(self.declare_parameter('lockstep_resend_s', 2.0).value)
-        self.settle_s = float(self.declare_parameter('start_settle_s', 0.5).value)
+        # Every parameter and its default: config/defaults.yaml and config/<agent>.yaml (mujoco_bridge, /**).
+        v = declare_settings(self, 'mujoco_bridge')
+        self.mode, seed, max_steps = v['mode'], v['seed'], v['max_episode_steps']
+        self.max_episodes, self.min_state_subscribers = v['max_episodes'], v['min_state_subscribers']
+        self.action_timeout, self.auto_reset = v['action_timeout_s'], v['auto_reset']
+        self.resend_s, self.settle_s = v['lockstep_resend_s'], v['start_settle_s']
         # A client that must see every state of an episode (mbmf-ros follow) starts it with /mbmf/reset itself,
         # rather than trust a subscriber count that a departed participant can still inflate.
-        self.wait_for_reset = bool(self.declare_parameter('wait_for_reset', False).value)
+        self.wait_for_reset = v['wait_for_reset']
         if self.mode not in ('lockstep', 'realtime'):
             raise SystemExit(f'mujoco_bridge: parameter mode: expected lockstep or realtime, found {self.mode!r}')
         if max_steps < -1 or self.max_episodes < 0:
             raise SystemExit(f'mujoco_bridge: max_episode_steps must be >= -1 and max_episodes >= 0, '
                              f'found {max_steps} and {self.max_episodes}')
-        try:
-            self.spec = get_agent(agent)
-        except ValueError as e:
-            raise SystemExit(f'mujoco_bridge: parameter agent: {e}')
-        # max_episode_steps 0: the agent's default; -1: no limit (an interactive robot waiting for paths)
-        self.sim = Simulation(self.spec, max_episode_steps=None if max_steps == 0 else max(max_steps, 0), seed=seed)
+        self.spec = agent_of('mujoco_bridge', v)
+        # max_episode_steps <= 0: no limit (an interactive robot waiting for paths)
+        self.sim = Simulation(self.spec, max_episode_steps=max(max_steps, 0), seed=seed)
         self.joint_names = [j.mujoco_joint for j in self.spec.joints]
 
         self.pub_clock = self.create_publisher(Clock, T.CLOCK, 10)

@@ -15,27 +15,21 @@ from rclpy.node import Node
 
 from mbmf_ros import topics as T
 from mbmf_ros.msg import ActionCommand, AgentState
-from mbmf_ros.nodes.common import CONTROL, HISTORY, run_node
+from mbmf_ros.nodes.common import CONTROL, HISTORY, agent_of, declare_settings, run_node
 
 
 class RandomActor(Node):
     def __init__(self):
         super().__init__('random_actor')
-        from mbmf_ros.core.agents import get_agent
-        agent = self.declare_parameter('agent', 'hexapod').value
-        seed = int(self.declare_parameter('seed', 0).value)
-        self.rate_hz = float(self.declare_parameter('rate_hz', 0.0).value)
-        self.hold_steps = int(self.declare_parameter('hold_steps', 1).value)
-        self.max_actions = int(self.declare_parameter('max_actions', 0).value)
-        self.amplitude = float(self.declare_parameter('amplitude', 1.0).value)
+        # Every parameter and its default: config/defaults.yaml (random_actor, /**).
+        v = declare_settings(self, 'random_actor')
+        seed, self.rate_hz, self.hold_steps = v['seed'], v['rate_hz'], v['hold_steps']
+        self.max_actions, self.amplitude = v['max_actions'], v['amplitude']
         if self.hold_steps < 1 or self.rate_hz < 0 or self.max_actions < 0 or not 0 <= self.amplitude <= 1:
             raise SystemExit(f'random_actor: expected hold_steps >= 1, rate_hz >= 0, max_actions >= 0, '
                              f'0 <= amplitude <= 1; found {self.hold_steps}, {self.rate_hz}, {self.max_actions}, '
                              f'{self.amplitude}')
-        try:
-            self.spec = get_agent(agent)
-        except ValueError as e:
-            raise SystemExit(f'random_actor: parameter agent: {e}')
+        self.spec = agent_of('random_actor', v)
         self.rng = np.random.default_rng(seed)
         self.sent = 0
         self.current = None

@@ -32,10 +32,9 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.serialization import deserialize_message
 
 from mbmf_ros import topics as T
-from mbmf_ros.io.bags import ensure_type, package_typestore
-from mbmf_ros.nodes.common import run_node, stamp_ns
+from mbmf_ros.io.typestore import ensure_type, package_typestore
+from mbmf_ros.nodes.common import declare_settings, run_node, stamp_ns
 
-DEFAULT_TOPICS = [T.STATE, T.ACTION, T.ODOM, T.IMU, T.JOINT_STATES, T.MOCAP_POSE]
 KNOWN_TYPES = {
     T.STATE: 'mbmf_ros/msg/AgentState',
     T.ACTION: 'mbmf_ros/msg/ActionCommand',
@@ -106,13 +105,15 @@ class _Bag:
 class Recorder(Node):
     def __init__(self):
         super().__init__('recorder')
-        self.topics = list(self.declare_parameter('topics', DEFAULT_TOPICS).value)
-        self.output_dir = Path(self.declare_parameter('output_dir', 'bags').value).expanduser()
-        self.split_by_episode = bool(self.declare_parameter('split_by_episode', False).value)
-        self.max_bytes = float(self.declare_parameter('max_bag_size_mb', 0.0).value) * 1e6
-        self.stop_after = int(self.declare_parameter('stop_after_episodes', 0).value)
-        self.state_topic = self.declare_parameter('state_topic', T.STATE).value
-        flush_period = float(self.declare_parameter('flush_period_s', 1.0).value)
+        # Every parameter and its default: config/defaults.yaml (recorder).
+        v = declare_settings(self, 'recorder')
+        self.topics = list(v['topics'])
+        self.output_dir = Path(v['output_dir']).expanduser()
+        self.split_by_episode = v['split_by_episode']
+        self.max_bytes = v['max_bag_size_mb'] * 1e6
+        self.stop_after = v['stop_after_episodes']
+        self.state_topic = v['state_topic']
+        flush_period = v['flush_period_s']
         if self.stop_after < 0 or self.max_bytes < 0:
             raise SystemExit(f'recorder: stop_after_episodes and max_bag_size_mb must be >= 0, '
                              f'found {self.stop_after} and {self.max_bytes / 1e6}')

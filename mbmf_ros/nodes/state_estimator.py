@@ -27,32 +27,27 @@ from sensor_msgs.msg import Imu, JointState
 
 from mbmf_ros import topics as T
 from mbmf_ros.msg import AgentState
-from mbmf_ros.nodes.common import CONTROL, HISTORY, SENSOR, run_node, stamp_ns, stamp_to_sec
+from mbmf_ros.nodes.common import (CONTROL, HISTORY, SENSOR, agent_of, declare_settings, run_node, stamp_ns,
+                                   stamp_to_sec)
 
 
 class StateEstimatorNode(Node):
     def __init__(self):
         super().__init__('state_estimator')
-        from mbmf_ros.core.agents import get_agent
         from mbmf_ros.core.estimation import StateEstimator
-        agent = self.declare_parameter('agent', 'hexapod').value
-        self.trigger = self.declare_parameter('trigger', 'episode').value
-        self.rate_hz = float(self.declare_parameter('rate_hz', 20.0).value)
-        self.pose_source = self.declare_parameter('pose_source', 'mocap').value
-        velocity_source = self.declare_parameter('velocity_source', '').value
-        alpha = float(self.declare_parameter('velocity_filter_alpha', -1.0).value)
-        max_age = float(self.declare_parameter('max_age_s', -1.0).value)
-        self.max_wait = float(self.declare_parameter('max_wait_s', 0.5).value)
+        # Every parameter and its default: config/defaults.yaml and config/<agent>.yaml (state_estimator, /**;
+        # velocity_source and velocity_filter_alpha are the agent's /** values).
+        v = declare_settings(self, 'state_estimator')
+        self.trigger, self.rate_hz, self.pose_source = v['trigger'], v['rate_hz'], v['pose_source']
+        max_age, self.max_wait = v['max_age_s'], v['max_wait_s']
         if self.trigger not in ('episode', 'rate'):
             raise SystemExit(f'state_estimator: parameter trigger: expected episode or rate, found {self.trigger!r}')
         if self.pose_source not in ('mocap', 'odom'):
             raise SystemExit(f'state_estimator: parameter pose_source: expected mocap or odom, '
                              f'found {self.pose_source!r}')
+        self.spec = agent_of('state_estimator', v)
         try:
-            self.spec = get_agent(agent)
-            self.est = StateEstimator(self.spec, velocity_source=velocity_source or None,
-                                      velocity_filter_alpha=None if alpha < 0 else alpha,
-                                      max_age=None if max_age < 0 else max_age)
+            self.est = StateEstimator(self.spec, max_age=max_age)
         except ValueError as e:
             raise SystemExit(f'state_estimator: {e}')
         self.need = {'pose': self.pose_source, 'imu': 'imu', 'joints': 'joints'}

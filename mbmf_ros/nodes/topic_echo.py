@@ -8,7 +8,7 @@ import sys
 
 from rclpy.node import Node
 
-from mbmf_ros.nodes.common import CONTROL, LATCHED, run_node
+from mbmf_ros.nodes.common import CONTROL, LATCHED, declare_settings, run_node
 
 
 def message_type(name: str):
@@ -27,10 +27,9 @@ def message_type(name: str):
 class TopicEcho(Node):
     def __init__(self):
         super().__init__('topic_echo')
-        topic = self.declare_parameter('topic', '/mbmf/state').value
-        type_name = self.declare_parameter('type', 'mbmf_ros/msg/AgentState').value
-        self.count = self.declare_parameter('count', 0).value
-        latched = self.declare_parameter('latched', False).value
+        # Every parameter and its default: config/defaults.yaml (topic_echo).
+        v = declare_settings(self, 'topic_echo')
+        topic, type_name, self.count, latched = v['topic'], v['type'], v['count'], v['latched']
         try:
             msg_type = message_type(type_name)
         except ValueError as e:

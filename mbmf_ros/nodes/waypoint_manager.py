@@ -3,20 +3,22 @@
 Subscribes
   /waypoints (nav_msgs/Path; reliable, volatile: a publisher should wait for this subscriber first): the
   path to follow, (x, y) of each pose in metres. Accepted at any time; a new path replaces the old one.
+  An EMPTY Path means stop (cancel): the reference is cleared and the planner sends zero actions until the
+  next path; TrackingStatus says 'stopped: ...' (mbmf_ros.client.FollowClient.cancel sends one).
   /mbmf/state (mbmf_ros/AgentState): the robot's pose, for progress and for ``relative_to_start``.
 Publishes
   /mbmf/reference (nav_msgs/Path, latched, frame ``odom``): the accepted path in the world frame, each pose
   facing along its segment; an EMPTY path when the last input was rejected (the planner then stops).
   /mbmf/tracking (mbmf_ros/TrackingStatus): on every state, and at once when a path is accepted or rejected;
   path_stamp is the header.stamp of the Path it is about, so a sender can tell the answer to its own path.
-Parameters
-  world_frames (string list, default [odom, world, map]): frame_ids treated as the world frame.
-  relative_to_start (bool, false): the path is given relative to the robot's pose (x forward, y left) when
+Parameters (defaults: config/defaults.yaml, waypoint_manager and /** sections)
+  world_frames (string list): frame_ids treated as the world frame.
+  relative_to_start (bool): the path is given relative to the robot's pose (x forward, y left) when
   it arrives (the next state's pose if none came yet), and is moved into the world frame with it.
-  lookahead_m (float, 0.5): progress tracking looks for the closest segment at most this far (m of path)
+  lookahead_m (float): progress tracking looks for the closest segment at most this far (m of path)
   ahead of the progress so far (<= 0: the whole rest of the path).
-  goal_tolerance_m (float, 0.05): the path is done when the progress is within this of its end (m).
-A path is rejected, with the reason logged and in TrackingStatus.message, when it has fewer than 2 poses,
+  goal_tolerance_m (float): the path is done when the progress is within this of its end (m).
+A path is rejected, with the reason logged and in TrackingStatus.message, when it has 1 pose,
 a non-finite coordinate, two equal consecutive points or an unknown frame_id.
 """
 from __future__ import annotations
@@ -30,10 +32,9 @@ from nav_msgs.msg import Path
 from rclpy.node import Node
 
 from mbmf_ros import topics as T
-from mbmf_ros.core.waypoints import (DEFAULT_WORLD_FRAMES, PathError, ProgressTracker, WaypointPath,
-                                     transform_points, validate_path)
+from mbmf_ros.core.waypoints import PathError, ProgressTracker, WaypointPath, transform_points, validate_path
 from mbmf_ros.msg import AgentState, TrackingStatus
-from mbmf_ros.nodes.common import CONTROL, LATCHED, run_node
+from mbmf_ros.nodes.common import CONTROL, LATCHED, declare_settings, run_node
 
 
 def path_to_msg(points, frame_id: str, stamp) -> Path:
@@ -61,11 +62,12 @@ def msg_to_points(msg: Path) -> list:
 class WaypointManager(Node):
     def __init__(self):
         super().__init__('waypoint_manager')
-        self.world_frames = tuple(self.declare_parameter('world_frames', list(DEFAULT_WORLD_FRAMES)).value)
-        self.relative_to_start = bool(self.declare_parameter('relative_to_start', False).value)
-        lookahead = float(self.declare_parameter('lookahead_m', 0.5).value)
-        self.lookahead_m = lookahead if lookahead > 0 else None
-        self.goal_tolerance_m = float(self.declare_parameter('goal_tolerance_m', 0.05).value)
+        # Every parameter and its default: config/defaults.yaml (waypoint_manager, /**).
+        v = declare_settings(self, 'waypoint_manager')
+        self.world_frames = tuple(v['world_frames'])
+        self.relative_to_start = v['relative_to_start']
+        self.lookahead_m = v['lookahead_m'] if v['lookahead_m'] > 0 else None
+        self.goal_tolerance_m = v['goal_tolerance_m']
         if not self.world_frames or self.goal_tolerance_m < 0 or not math.isfinite(self.goal_tolerance_m):
             raise SystemExit(f'waypoint_manager: expected a non-empty world_frames and goal_tolerance_m >= 0; '
                              f'found {list(self.world_frames)}, {self.goal_tolerance_m}')
@@ -86,6 +88,9 @@ class WaypointManager(Node):
     def on_waypoints(self, msg: Path) -> None:
         frame = msg.header.frame_id
         self.path_stamp = msg.header.stamp   # statuses name the Path they are about: a sender knows its answer
+        if not msg.poses:
+            self.stop()
+            return
         try:
             points = validate_path(msg_to_points(msg), frame, self.world_frames, source=T.WAYPOINTS)
         except PathError as e:
@@ -117,6 +122,15 @@ class WaypointManager(Node):
             else f'in frame {frame!r}'
         self.get_logger().info(f'accepted a path of {len(path)} waypoints, {path.num_segments} segments, '
                                f'{path.length:.3f} m, {how}')
+        self.publish_status(None)
+
+    def stop(self) -> None:
+        """An empty Path: the cancel of any ROS client. The reference is cleared, the planner sends zeros."""
+        self.tracker = None
+        self.pending = None
+        self.message = 'stopped: an empty path cancels the current one'
+        self.get_logger().info(f'{self.message}; the reference is cleared, the robot stops')
+        self.pub_ref.publish(path_to_msg([], T.WORLD_FRAME, self.get_clock().now().to_msg()))
         self.publish_status(None)
 
     def reject(self, reason: str) -> None:

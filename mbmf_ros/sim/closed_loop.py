@@ -1,7 +1,8 @@
 """The follow loop in one process, without ROS: simulation -> planner -> simulation, for comparing planners and
 settings quickly (bench/bench_follow.py). The product runs the same pieces as nodes over DDS (`mbmf-ros
-follow`); this loop mirrors its defaults (path relative to the start pose, 5 cm goal tolerance, 0.5 m
-lookahead, the step budget of `mbmf-ros follow`).
+follow`); this loop reads the same settings (config/defaults.yaml, config/<agent>.yaml: goal tolerance,
+lookahead, K, H, alpha, beta, ...) and uses the path relative to the start pose and the step budget of
+`mbmf-ros follow`.
 """
 from __future__ import annotations
 
@@ -22,26 +23,32 @@ class LoopResult:
     trajectory_xy: np.ndarray
 
 
-def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shooting', num_samples: int = 0,
-                      horizon: int = 0, seed: int = 0, max_steps: int = 0, goal_tolerance_m: float = 0.05,
-                      lookahead_m: float = 0.5, **planner_kwargs) -> LoopResult:
-    """Follow ``path_xy`` (N, 2), given relative to the start pose, with ``model`` on the simulated ``agent``."""
+def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shooting', num_samples: int | None = None,
+                      horizon: int | None = None, seed: int = 0, max_steps: int = 0, params_files=(),
+                      **planner_kwargs) -> LoopResult:
+    """Follow ``path_xy`` (N, 2), given relative to the start pose, with ``model`` on the simulated ``agent``.
+    num_samples, horizon: None = the mpc_planner settings of config/<agent>.yaml (then ``params_files``)."""
     from mbmf_ros.core.agents import get_agent
     from mbmf_ros.core.planners import make_planner
     from mbmf_ros.core.tasks import make_task
     from mbmf_ros.core.waypoints import ProgressTracker, WaypointPath, step_budget, transform_points
+    from mbmf_ros.settings import load_settings
     from mbmf_ros.sim.simulation import Simulation
 
-    spec = get_agent(agent)
+    spec = get_agent(agent, params_files)
+    v = load_settings(agent, params_files).node('mpc_planner')
+    lookahead_m = v['lookahead_m'] if v['lookahead_m'] > 0 else None
+    goal_tolerance_m = v['goal_tolerance_m']
     sim = Simulation(spec, seed=seed)
     state = np.asarray(sim.reset().estimate.values, dtype=np.float64)
     path = WaypointPath(transform_points(np.asarray(path_xy, dtype=np.float64), state[:3]))
-    task = make_task('trajectory_following', spec, lookahead_m=lookahead_m)
+    task = make_task('trajectory_following', spec, alpha=v['alpha'], beta=v['beta'],
+                     heading_weight=v['heading_weight'], lookahead_m=lookahead_m, goal_tolerance_m=goal_tolerance_m,
+                     clamp_progress=v['clamp_progress'])
     task.set_path(path)
     tracker = ProgressTracker(path, lookahead_m, goal_tolerance_m)
-    defaults = spec.planner_defaults
-    plan = make_planner(planner, spec.action_dim, horizon or int(defaults['horizon']),
-                        num_samples or int(defaults['num_samples']), seed, **planner_kwargs)
+    plan = make_planner(planner, spec.action_dim, v['horizon'] if horizon is None else horizon,
+                        v['num_samples'] if num_samples is None else num_samples, seed, **planner_kwargs)
     max_steps = max_steps or step_budget(path_xy, spec.follow_speed, spec.dt)
     cross, xy, solve = [], [state[:2].copy()], []
     for _ in range(max_steps):
