@@ -1,6 +1,8 @@
-"""ros2 launch mbmf_ros follow.launch.py [agent:=hexapod] [sim:=true] [model:=FILE] [planner:=random_shooting]
+"""ros2 launch mbmf_ros follow.launch.py [agent:=hexapod] [planner:=mppi] [num_samples:=1000] [params_file:=FILE]
 
-Then publish a nav_msgs/Path on /waypoints. The graph is described once, in mbmf_ros/graphs.py.
+Then publish a nav_msgs/Path on /waypoints (an empty one stops the robot). Every node loads config/defaults.yaml,
+config/<agent>.yaml, then params_file. The graph is described once, in mbmf_ros/graphs.py; `ros2 launch mbmf_ros
+follow.launch.py --show-args` lists the arguments.
 """
 from mbmf_ros.launch_support import launch_description
 

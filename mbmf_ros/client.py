@@ -80,8 +80,9 @@ class FollowClient:
     def _on_mpc(self, msg) -> None:
         self.mpc = msg
 
-    def spin(self, seconds: float = 0.0) -> None:
-        """Process incoming messages for ``seconds`` (at least once)."""
+    def spin(self, seconds: float = 0.02) -> None:
+        """Process incoming messages for ``seconds``: one message per spin_once, so the default drains a backlog
+        of some hundred messages (a lock-step graph can publish faster than one call per message)."""
         deadline = time.monotonic() + seconds
         while True:
             self.executor.spin_once(timeout_sec=min(0.05, max(0.0, deadline - time.monotonic())))
@@ -131,8 +132,9 @@ class FollowClient:
 
         path: a nav_msgs/Path, or points (N, 2) in metres (relative to the robot's pose when the path arrives, in
         the follow graph). Returns True when accepted (possibly waiting for the robot's first pose), False when
-        rejected (``status().tracking.message`` says why). ValueError for points that are not a valid path; TimeoutError when no waypoint_manager answers
-        (the path is re-sent every 2 s meanwhile: an endpoint of a graph that just ended may have taken it).
+        rejected (``status().tracking.message`` says why). ValueError for points that are not a valid path;
+        TimeoutError when no waypoint_manager answers (the path is re-sent every 2 s meanwhile: an endpoint of a
+        graph that just ended may have taken it).
         """
         from mbmf_ros.nodes.waypoint_manager import path_to_msg
         if isinstance(path, self._PathMsg):

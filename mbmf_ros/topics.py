@@ -1,5 +1,5 @@
-"""Topic, service and frame names of the mbmf_ros graph (DESIGN §3). Nodes take them as defaults and
-users remap them as with any ROS 2 node."""
+"""Topic, service and frame names of the mbmf_ros graph (docs/design.md, "The node graph"). Nodes take them as
+defaults and users remap them as with any ROS 2 node."""
 
 # Sensors, identical for mujoco_bridge and hardware_bridge.
 CLOCK = '/clock'

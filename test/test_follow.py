@@ -194,3 +194,52 @@ def test_settings_come_from_the_agent_file_and_the_users_file(ros_env, tmp_path)
     bad = write_path(tmp_path, 'mpc_planner:\n  ros__parameters:\n    num_sample: 37\n', 'bad.yaml')
     out, report = follow(ros_env, tmp_path, path, '--params-file', bad)
     assert out.returncode == 2 and 'bad.yaml' in out.stderr and "'num_sample'" in out.stderr and report is None
+
+
+def test_follow_client_drives_the_launched_graph(ros_env, tmp_path, procs):
+    """mbmf_ros.client.FollowClient against `mbmf-ros launch follow`: two paths in a row, then a cancel mid-path:
+    the robot's speed drops to ~0 within 2 control periods and stays there; status readable throughout; set_model
+    swaps the planner's model. Lock-step (times are simulated time), so a busy machine cannot starve the planner."""
+    import numpy as np
+
+    from mbmf_ros import topics as T
+    from mbmf_ros.client import CANCELED, SUCCEEDED, FollowClient
+    from mbmf_ros.msg import AgentState
+    from mbmf_ros.nodes.common import CONTROL, stamp_to_sec
+    dt = 0.05
+    graph = procs.start([sys.executable, '-m', 'mbmf_ros.cli', 'launch', 'follow', 'mode:=lockstep'],
+                        name='follow_graph')
+    with FollowClient() as robot:
+        states = []
+        robot.node.create_subscription(AgentState, T.STATE, states.append, CONTROL)
+        assert robot.wait_until_ready(60), procs.output('follow_graph')[-3000:]
+        seen = []
+        for points in ([(0, 0), (0.15, 0)], [(0, 0), (0.1, 0), (0.15, 0.08)]):
+            assert robot.follow_path(points)
+            assert robot.wait(60, progress=seen.append), procs.output('follow_graph')[-3000:]
+            status = robot.status()
+            assert status.result == SUCCEEDED and status.tracking.done and status.mpc.active is not None
+        assert len(seen) > 10 and all(s.tracking.path_stamp is not None for s in seen)
+        assert max(s.mpc.samples for s in seen if s.mpc) == 500
+        assert robot.follow_path([(0, 0), (1.0, 0)])
+        assert robot.spin_until(lambda: robot.status().tracking.progress > 0.15, 60)
+        moving = robot.status()
+        assert moving.mpc.active and moving.result == 'running'
+        robot.cancel()
+        stopped_at = stamp_to_sec(robot.status().tracking.header.stamp)   # sim time of the waypoint_manager
+        assert robot.spin_until(lambda: len([m for m in states if stamp_to_sec(m.header.stamp) > stopped_at])
+                                >= 30, 60)                             # 30 control periods
+        assert robot.spin_until(lambda: not robot.status().mpc.active, 10)
+        status = robot.status()
+        assert status.result == CANCELED and 'no reference' in status.mpc.reason, status.mpc.reason
+        xy = {stamp_to_sec(m.header.stamp): (m.values[0], m.values[1]) for m in states}
+        stamps = sorted(xy)
+        speed = {t1: np.hypot(*np.subtract(xy[t1], xy[t0])) / (t1 - t0) for t0, t1 in zip(stamps, stamps[1:])}
+        before = [v for t, v in speed.items() if stopped_at - 0.5 < t <= stopped_at]
+        after = [v for t, v in speed.items() if t > stopped_at + 2 * dt + 1e-6]
+        assert np.mean(before) > 0.05, before                     # it was walking (m/s)
+        assert len(after) >= 20 and max(after) < 0.005, after     # stopped within 2 periods, and stays stopped
+        version = robot.set_model(str(ROOT / 'config' / 'models' / 'hexapod.pt'))
+        assert robot.spin_until(lambda: robot.status().mpc.model_version == version, 30)
+    assert graph.poll() is None
+    assert procs.stop('follow_graph', timeout=20) == 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 
 def add_arguments(parser):
@@ -26,102 +25,48 @@ def add_arguments(parser):
 
 def run(args) -> int:
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    from mbmf_ros.commands.follow import load_path_file
+    from mbmf_ros.io.paths import load_path_file
     try:
         frame, points = load_path_file(args.path)
     except ValueError as e:
         print(f'mbmf-ros send-path: {e}', file=sys.stderr)
         return 2
 
-    import rclpy
-
     from mbmf_ros import topics as T
+    from mbmf_ros.client import REPLACED, SUCCEEDED, FollowClient
     from mbmf_ros.core.waypoints import path_length
-    from mbmf_ros.msg import TrackingStatus
-    from mbmf_ros.nodes.common import CONTROL, stamp_ns
-    from mbmf_ros.nodes.waypoint_manager import path_to_msg
-    from nav_msgs.msg import Path as PathMsg
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node(f'send_path_{os.getpid()}', context=context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    statuses: list = []
-    node.create_subscription(TrackingStatus, T.TRACKING, statuses.append, CONTROL)
-    pub = node.create_publisher(PathMsg, T.WAYPOINTS, CONTROL)
-
-    def spin_until(predicate, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while not predicate():
-            if time.monotonic() > deadline:
-                return False
-            executor.spin_once(timeout_sec=0.05)
-        return True
-
-    try:
-        if not spin_until(lambda: pub.get_subscription_count() >= 1, args.connect_timeout):
+    with FollowClient(f'send_path_{os.getpid()}') as client:
+        if not client.wait_until_ready(args.connect_timeout):
             print(f'mbmf-ros send-path: nobody subscribes to {T.WAYPOINTS} after {args.connect_timeout:.0f} s: '
                   'is the follow graph running (mbmf-ros launch follow)?', file=sys.stderr)
             return 2
-        msg = path_to_msg(points, frame, node.get_clock().now().to_msg())   # wall-clock stamp: unique
-        mine = stamp_ns(msg.header.stamp)
-        answers, replaced = [], []
-
-        def answered():
-            for s in statuses:
-                if stamp_ns(s.path_stamp) == mine:
-                    answers.append(s)
-                elif answers and stamp_ns(s.path_stamp):
-                    replaced.append(s)   # one publisher keeps its order: a status of another path after
-                                         # ours is about a newer path
-            statuses.clear()
-            return any(s.valid or s.message.startswith('rejected') for s in answers)
-
-        pub.publish(msg)
-        if not spin_until(answered, args.connect_timeout):
+        try:
+            accepted = client.follow_path(points, frame, timeout=args.connect_timeout)
+        except TimeoutError:
+            last = client.status().tracking
             print(f'mbmf-ros send-path: no answer from the waypoint_manager in {args.connect_timeout:.0f} s '
-                  f"(last: {answers[-1].message if answers else 'nothing'})", file=sys.stderr)
+                  f"(last: {last.message if last else 'nothing'})", file=sys.stderr)
             return 1
-        first = next(s for s in answers if s.valid or s.message.startswith('rejected'))
-        if not first.valid:
-            print(f'mbmf-ros send-path: the waypoint_manager {first.message}', file=sys.stderr)
+        if not accepted:
+            print(f'mbmf-ros send-path: the waypoint_manager {client.status().tracking.message}', file=sys.stderr)
             return 1
         print(f'{args.path}: accepted, {len(points)} waypoints, {path_length(points):.2f} m')
         if not args.wait:
             return 0
-        return _watch(answers, replaced, answered, spin_until, args.timeout)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        worst = [0.0]
 
-
-def _watch(answers: list, replaced: list, answered, spin_until, timeout: float) -> int:
-    """Progress bar of the path's TrackingStatus until done (0), or a timeout / a replaced path (1)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    columns = (TextColumn('following'), BarColumn(), TextColumn('{task.percentage:>3.0f}%'),
-               TextColumn('cross-track {task.fields[cte]:5.1f} cm, segment {task.fields[seg]}'), TimeElapsedColumn())
-    worst = 0.0
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task('path', total=1.0, cte=0.0, seg='-')
-
-        def done():
-            answered()
-            if answers:
-                s = answers[-1]
-                nonlocal worst
-                worst = max(worst, s.cross_track_error)
-                bar.update(task, completed=s.progress, cte=s.cross_track_error * 100,
-                           seg=f'{s.segment + 1}/{s.num_segments}')
-            return bool(replaced) or answers[-1].done or not answers[-1].valid
-
-        finished = spin_until(done, timeout)
-    last = answers[-1]
-    if finished and last.done:
-        print(f'done: {last.progress_m:.2f} of {last.path_length_m:.2f} m, max cross-track {worst * 100:.1f} cm')
-        return 0
-    why = (f'no end after {timeout:.0f} s' if not finished else
-           'another path replaced this one' if replaced else last.message)
-    print(f'mbmf-ros send-path: {why} (progress {last.progress:.2f})', file=sys.stderr)
-    return 1
+        def show(status):
+            worst[0] = max(worst[0], status.tracking.cross_track_error)
+        finished = client.wait(args.timeout, progress=True) if sys.stdout.isatty() else client.wait(args.timeout,
+                                                                                                      show)
+        status = client.status()
+        last = status.tracking
+        if finished and status.result == SUCCEEDED:
+            print(f'done: {last.progress_m:.2f} of {last.path_length_m:.2f} m'
+                  + (f', max cross-track {worst[0] * 100:.1f} cm' if worst[0] else ''))
+            return 0
+        why = (f'no end after {args.timeout:.0f} s' if not finished else
+               'another path replaced this one' if status.result == REPLACED else last.message)
+        print(f'mbmf-ros send-path: {why} (progress {last.progress:.2f})', file=sys.stderr)
+        return 1

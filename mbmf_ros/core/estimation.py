@@ -1,7 +1,7 @@
 """State construction from sensor values (ROS-free), the same code for the simulator and the real robot.
 
-The sensors are those the bridges publish (DESIGN §3): a world pose of the root body (motion capture /
-odometry pose), an odometry twist (the simulator has one; a real robot may not), an IMU (gyro) and joint
+The sensors are those the bridges publish (docs/design.md, "The node graph"): a world pose of the root body
+(motion capture / odometry pose), an odometry twist (the simulator has one; a real robot may not), an IMU (gyro) and joint
 encoders. ``StateEstimator.update(reading)`` turns one ``SensorReading`` into the agent's state vector by
 its ``AgentSpec``: yaw and sin/cos of roll and pitch from the orientation, linear velocities from the twist
 or from filtered pose differences, gyro, joint angles (raw or sin/cos) and speeds.

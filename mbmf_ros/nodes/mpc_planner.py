@@ -20,8 +20,8 @@ config/<agent>.yaml)
   and horizon H (moving_forward.num_samples / .horizon for the moving-forward task), alpha, beta,
   heading_weight, lookahead_m, goal_tolerance_m, clamp_progress, seed (-1: random), model_path ('': wait for
   /mbmf/model), stale_after_periods, num_threads, world_frames, wait_for_reference (in lock-step, a state that
-  comes before any reference is answered only once one arrives, so a run does not depend on which of the two
-  reaches the planner first), and the agent's /** values (dt, ...).
+  comes before the first reference is answered only once one arrives, so a run does not depend on which of the
+  two reaches the planner first; after a cancel it answers with zeros), and the agent's /** values (dt, ...).
 """
 from __future__ import annotations
 
@@ -90,6 +90,7 @@ class MpcPlanner(Node):
         self.follows_path = isinstance(self.task, TrajectoryFollowingTask)
         self.has_reference = not self.follows_path
         self.held_state = None           # wait_for_reference: the state answered once a reference arrives
+        self.had_reference = False       # after a first path, a cancel (empty path) is answered with zeros
         self.reference_reason = 'no reference'
         self.stale_after_s = self.stale_after_periods * self.spec.dt
 
@@ -198,7 +199,7 @@ class MpcPlanner(Node):
             self.get_logger().warning(self.reference_reason)
             return
         self.task.set_path(path)
-        self.has_reference = True
+        self.has_reference = self.had_reference = True
         self.get_logger().info(f'new reference: {len(path)} waypoints, {path.length:.3f} m')
         held, self.held_state = self.held_state, None
         if held is not None:
@@ -208,7 +209,7 @@ class MpcPlanner(Node):
     def on_state(self, msg: AgentState) -> None:
         if msg.terminal:
             return          # the last state of an episode is answered by no action (lock-step contract)
-        if self.wait_for_reference and self.follows_path and not self.has_reference:
+        if self.wait_for_reference and self.follows_path and not self.has_reference and not self.had_reference:
             if self.held_state is None:
                 self.get_logger().info(f'holding step {msg.step} of episode {msg.episode} until a reference '
                                        'arrives (wait_for_reference)')

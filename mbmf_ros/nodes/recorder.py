@@ -1,4 +1,4 @@
-"""recorder: writes topics into rosbag2 MCAP bags with rosbags, unchanged CDR bytes (DESIGN §3).
+"""recorder: writes topics into rosbag2 MCAP bags with rosbags, unchanged CDR bytes (docs/design.md).
 
 Parameters
   topics               string list  topics to record (default: state, action, odom, imu, joint_states, mocap)

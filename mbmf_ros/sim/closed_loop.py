@@ -36,15 +36,16 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
     from mbmf_ros.sim.simulation import Simulation
 
     spec = get_agent(agent, params_files)
-    v = load_settings(agent, params_files).node('mpc_planner')
+    settings = load_settings(agent, params_files)
+    v = settings.node('mpc_planner')
     lookahead_m = v['lookahead_m'] if v['lookahead_m'] > 0 else None
-    goal_tolerance_m = v['goal_tolerance_m']
+    goal_tolerance_m = settings.node('waypoint_manager')['goal_tolerance_m']   # the run ends when it says done
     sim = Simulation(spec, seed=seed)
     state = np.asarray(sim.reset().estimate.values, dtype=np.float64)
     path = WaypointPath(transform_points(np.asarray(path_xy, dtype=np.float64), state[:3]))
     task = make_task('trajectory_following', spec, alpha=v['alpha'], beta=v['beta'],
-                     heading_weight=v['heading_weight'], lookahead_m=lookahead_m, goal_tolerance_m=goal_tolerance_m,
-                     clamp_progress=v['clamp_progress'])
+                     heading_weight=v['heading_weight'], lookahead_m=lookahead_m,
+                     goal_tolerance_m=v['goal_tolerance_m'], clamp_progress=v['clamp_progress'])
     task.set_path(path)
     tracker = ProgressTracker(path, lookahead_m, goal_tolerance_m)
     plan = make_planner(planner, spec.action_dim, v['horizon'] if horizon is None else horizon,
