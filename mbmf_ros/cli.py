@@ -19,6 +19,7 @@ COMMANDS = {
     'paper': 'mbmf_ros.commands.paper',
     'make-model': 'mbmf_ros.commands.make_model',
     'plot-model': 'mbmf_ros.commands.plot_model',
+    'distill-follower': 'mbmf_ros.commands.distill_follower',
 }
 
 

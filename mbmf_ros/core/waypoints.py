@@ -237,3 +237,18 @@ def path_length(points: Sequence) -> float:
 def step_budget(points: Sequence, speed_m_s: float, dt: float) -> int:
     """Control steps allowed to follow a path: 3x the time at ``speed_m_s``, plus 2 s to get going."""
     return int(math.ceil((3.0 * path_length(points) / speed_m_s + 2.0) / dt))
+
+
+def random_path(rng: np.random.Generator, segments: tuple = (1, 4), length_m: tuple = (0.2, 0.6),
+                max_turn_deg: float = 135.0) -> np.ndarray:
+    """A random polyline (N, 2), m, relative to the start pose: first along +x, then each segment turned by
+    U(-max_turn_deg, max_turn_deg) from the previous one. segments: (min, max) number of segments; length_m:
+    (min, max) length of each. Used to train the distilled path follower on paths no user drew."""
+    n = int(rng.integers(segments[0], segments[1] + 1))
+    points, heading = [np.zeros(2)], 0.0
+    for i in range(n):
+        if i:
+            heading += math.radians(rng.uniform(-max_turn_deg, max_turn_deg))
+        step = rng.uniform(*length_m)
+        points.append(points[-1] + step * np.array([math.cos(heading), math.sin(heading)]))
+    return np.asarray(points)

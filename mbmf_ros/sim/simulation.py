@@ -153,11 +153,8 @@ class Simulation:
         if a is None:
             self.rejected_actions += 1
             a = np.zeros(self.spec.action_dim)
-        if self.steering_gain != 1.0 and self.spec.action_dim == 2:
-            mean, half = 0.5 * (a[0] + a[1]), 0.5 * (a[0] - a[1])
-            a = np.array([mean + self.steering_gain * half, mean - self.steering_gain * half])
         m, d = self.model, self.data
-        d.ctrl[:] = a
+        d.ctrl[:] = self.motor_targets(a)
         gyro_sum = np.zeros(3)
         for _ in range(self.spec.frame_skip):
             mujoco.mj_step(m, d)
@@ -169,6 +166,14 @@ class Simulation:
         self._avg_gyro = gyro_sum / self.spec.frame_skip if self.average_rates else None
         self.step_count += 1
         return self._result()
+
+    def motor_targets(self, a: np.ndarray) -> np.ndarray:
+        """The actuator controls for a checked action (action_dim,): two-motor agents mix the commands as their
+        motor board does (``steering_gain``); the device emulator drives the same physics through this."""
+        if self.steering_gain != 1.0 and self.spec.action_dim == 2:
+            mean, half = 0.5 * (a[0] + a[1]), 0.5 * (a[0] - a[1])
+            return np.array([mean + self.steering_gain * half, mean - self.steering_gain * half])
+        return np.asarray(a, dtype=np.float64)
 
     def _body_velocity(self) -> np.ndarray:
         """(6,) angular (rad/s) then linear (m/s) velocity of the root body, body frame.
