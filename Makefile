@@ -46,7 +46,7 @@ test: venv
 # PROFILE=paper for the appendix's settings (many hours more), PROFILE=here for what fits one session here.
 PROFILE ?= here
 paper: venv
-	nice -n 10 $(VENV)/bin/mbmf-ros paper --profile $(PROFILE)
+	nice -n 10 $(VENV)/bin/mbmf-ros paper --profile $(PROFILE) --readme README.md
 
 bench: venv
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
