@@ -31,6 +31,9 @@ def add_arguments(parser):
                              'real time) or serial (a real robot on --port)')
     parser.add_argument('--port', default='', help='serial device of a real robot (--robot serial)')
     parser.add_argument('--emulator-config', default='', help='YAML overriding config/emulator.yaml')
+    parser.add_argument('--task', choices=('follow', 'forward'), default='follow',
+                        help='the task the data is for (default follow): forward draws no start heading from '
+                             'U(-pi, pi) (paper A.1: only the swimmer\'s trajectory-following data does)')
     parser.add_argument('--timeout', type=float, default=0.0,
                         help='give up after this many seconds (default 0: 60 s + 0.05 s per step)')
 
@@ -52,23 +55,27 @@ def run(args) -> int:
         print(f'mbmf-ros collect: --out {out} already holds {len(existing)} episode bags; choose a new folder',
               file=sys.stderr)
         return 2
-    if args.robot == 'serial' and not args.port:
+    # callers such as make-model pass only the simulator's options
+    robot, port = getattr(args, 'robot', 'sim'), getattr(args, 'port', '')
+    emulator_config = getattr(args, 'emulator_config', '')
+    if robot == 'serial' and not port:
         print('mbmf-ros collect: --robot serial needs --port DEVICE (e.g. /dev/ttyUSB0)', file=sys.stderr)
         return 2
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     from mbmf_ros.launcher import exit_status, start_graph
     # real time: dt per step and a little per reset; lock-step: CPU speed
-    per_step = spec.dt * 1.3 if args.robot != 'sim' else 0.05
+    per_step = spec.dt * 1.3 if robot != 'sim' else 0.05
     timeout = args.timeout or 60.0 + per_step * args.rollouts * args.steps
-    print(f'collecting {args.rollouts} x {args.steps} steps of {spec.name} (dt {spec.dt} s) on {args.robot} '
+    print(f'collecting {args.rollouts} x {args.steps} steps of {spec.name} (dt {spec.dt} s) on {robot} '
           f'into {out}',
           flush=True)
     t0 = time.monotonic()
     graph = start_graph('collect', {'agent': spec.name, 'rollouts': str(args.rollouts),
                                     'steps': str(args.steps), 'out': out, 'seed': str(args.seed),
-                                    'hold_steps': str(args.hold_steps), 'robot': args.robot, 'port': args.port,
-                                    'emulator_config': os.path.abspath(args.emulator_config)
-                                    if args.emulator_config else ''})
+                                    'hold_steps': str(args.hold_steps), 'robot': robot, 'port': port,
+                                    'emulator_config': os.path.abspath(emulator_config) if emulator_config else '',
+                                    'heading_noise': 'false' if getattr(args, 'task', 'follow') == 'forward'
+                                    else 'default'})
     try:
         code = graph.wait(timeout)
         if code is None:
