@@ -120,7 +120,8 @@ def _collect_nodes(args: dict) -> list:
     return [
         NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=[{
             'agent': agent, 'mode': 'lockstep', 'seed': seed, 'max_episode_steps': steps,
-            'max_episodes': rollouts, 'min_state_subscribers': 2}]),
+            'max_episodes': rollouts, 'min_state_subscribers': 2,
+            'heading_noise': args.get('heading_noise', 'default')}]),
         NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}]),
         NodeDesc('random_actor', 'random_actor', parameters=[{
             'agent': agent, 'seed': seed + 1_000_003, 'hold_steps': int(args['hold_steps'])}]),
@@ -138,7 +139,9 @@ register(GraphDesc(
                'steps': ('200', 'control steps per rollout (fewer when the agent terminates)'),
                'out': ('bags/random', 'output folder: <out>/episode_NNNN per rollout'),
                'seed': ('0', 'seed of the start states and of the random actions'),
-               'hold_steps': ('1', 'keep each random action this many steps (1 = i.i.d., the paper)')},
+               'hold_steps': ('1', 'keep each random action this many steps (1 = i.i.d., the paper)'),
+               'heading_noise': ('default', "start headings from U(-pi, pi): default (the agent's: trajectory-"
+                                            "following data), true or false (moving-forward data)")},
     nodes=_collect_nodes,
 ))
 
