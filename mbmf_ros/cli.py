@@ -20,6 +20,7 @@ COMMANDS = {
     'make-model': 'mbmf_ros.commands.make_model',
     'plot-model': 'mbmf_ros.commands.plot_model',
     'distill-follower': 'mbmf_ros.commands.distill_follower',
+    'mbmf': 'mbmf_ros.commands.mbmf',
 }
 
 
