@@ -6,8 +6,9 @@ sim-to-real gap. Writes one report JSON per run into --out (a run whose report e
 prints the table (mean cross-track in body lengths, completion, solve time, the link's counters).
 
     .venv/bin/python bench/bench_robot_follow.py --quick                     # shipped model, straight path
-    .venv/bin/python bench/bench_robot_follow.py --models robot=runs/robot/models/robot.pt sim=config/models/hexapod.pt \\
-        --out runs/robot/follow [--emulator-config FAULTS.yaml] [--unplug-at-step 60] [--samples 200]
+    .venv/bin/python bench/bench_robot_follow.py --models robot=runs/robot/models/robot.pt \\
+        sim=config/models/hexapod.pt --out runs/robot/follow [--emulator-config FAULTS.yaml] \\
+        [--unplug-at-step 60] [--samples 200]
 """
 from __future__ import annotations
 
