@@ -23,7 +23,8 @@ Parameters
   searched for the closest segment; <= 0: all), clamp_progress (true), seed (0; -1: random), model_path
   ('' : wait for /mbmf/model), stale_after_periods (2.0), num_threads (0: torch's default), world_frames
   ([odom, world, map]), wait_for_reference (false; true: in lock-step, a state that comes before any reference
-  is answered only once one arrives, so a run does not depend on which of the two reaches the planner first).
+  is answered only once one arrives, so a run does not depend on which of the two reaches the planner first),
+  latest_state_only (false; true on a robot: keep only the newest state when planning falls behind).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from rclpy.node import Node
 from mbmf_ros import topics as T
 from mbmf_ros.core.waypoints import DEFAULT_WORLD_FRAMES, PathError, WaypointPath
 from mbmf_ros.msg import ActionCommand, AgentState, ModelInfo, MpcStatus
-from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, run_node, stamp_to_sec
+from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, LATEST, run_node, stamp_to_sec
 from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
 
@@ -64,6 +65,7 @@ class MpcPlanner(Node):
         model_path = p('model_path', '')
         self.stale_after_periods = float(p('stale_after_periods', 2.0))
         self.stop_on_invalid = bool(p('stop_on_invalid', True))
+        self.latest_state_only = bool(p('latest_state_only', False))
         # lock-step: hold the answer to a state until a reference arrives (the simulated robot waits with it)
         self.wait_for_reference = bool(p('wait_for_reference', False))
         num_threads = int(p('num_threads', 0))
@@ -123,7 +125,9 @@ class MpcPlanner(Node):
                 raise SystemExit(f'mpc_planner: parameter model_path: {e}')
             self.model_path = model_path
             self.get_logger().info(f'model {model_path} loaded')
-        self.create_subscription(AgentState, T.STATE, self.on_state, CONTROL)
+        # latest_state_only (a robot in real time): a plan slower than the control period answers the newest state
+        # rather than a backlog of states that are all stale by then
+        self.create_subscription(AgentState, T.STATE, self.on_state, LATEST if self.latest_state_only else CONTROL)
         self.create_subscription(Path, T.REFERENCE, self.on_reference, LATCHED)
         self.create_subscription(ModelInfo, T.MODEL, self.on_model, LATCHED)
         self.get_logger().info(
