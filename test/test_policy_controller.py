@@ -107,3 +107,18 @@ def test_policy_for_another_agent_is_refused_with_both_names(procs, policies):
     p = procs.node('policy_controller', name='missing', params={'policy_path': '/nonexistent/p.pt'})
     assert p.wait(90) != 0
     assert 'does not exist' in procs.output('missing') and 'distill-follower' in procs.output('missing')
+
+
+def test_follow_graph_runs_the_policy_controller_with_controller_policy():
+    from mbmf_ros.graphs import config_dir, get_graph, resolve_arguments
+    graph = get_graph('follow')
+    nodes = graph.nodes(resolve_arguments(graph, {'controller': 'policy', 'mode': 'lockstep'}))
+    (actor,) = [n for n in nodes if n.executable == 'policy_controller']
+    params = actor.parameters[0]
+    assert params['policy_path'] == str(config_dir() / 'models' / 'hexapod_follow_policy.pt')
+    assert params['wait_for_reference'] is True and params['use_sim_time'] is True
+    assert not any(n.executable == 'mpc_planner' for n in nodes)
+    nodes = graph.nodes(resolve_arguments(graph, {'controller': 'policy', 'policy': '/x/p.pt'}))
+    assert [n for n in nodes if n.executable == 'policy_controller'][0].parameters[0]['policy_path'] == '/x/p.pt'
+    with pytest.raises(ValueError, match='controller must be mpc, policy, zero or random'):
+        graph.nodes(resolve_arguments(graph, {'controller': 'ppo'}))
