@@ -134,7 +134,12 @@ class DynamicsModel(nn.Module):
         """
         states, actions = self._broadcast(states, actions)
         delta = self.predict_delta(states, actions)
-        return apply_delta(states, delta.to(states.dtype))
+        return self.finish_prediction(states, delta.to(states.dtype))
+
+    def finish_prediction(self, states, delta):
+        """Next states (E, K, S) from states (E, K, S) and physical-unit deltas (E, K, S): every step of
+        ``predict`` after the network (also used by the planners' fast rollout, core.rollout)."""
+        return apply_delta(states, delta)
 
     def _broadcast(self, states, actions):
         states = torch.as_tensor(states)
