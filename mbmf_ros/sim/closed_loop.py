@@ -25,7 +25,10 @@ class LoopResult:
 def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shooting', num_samples: int = 0,
                       horizon: int = 0, seed: int = 0, max_steps: int = 0, goal_tolerance_m: float = 0.05,
                       lookahead_m: float = 0.5, **planner_kwargs) -> LoopResult:
-    """Follow ``path_xy`` (N, 2), given relative to the start pose, with ``model`` on the simulated ``agent``."""
+    """Follow ``path_xy`` (N, 2), given relative to the start pose, with ``model`` on the simulated ``agent``.
+
+    planner: a planner name (made with num_samples, horizon, seed and planner_kwargs) or an object with
+    ``plan(model, task, state)`` (e.g. a benchmark's wrapper that compares two planners step by step)."""
     from mbmf_ros.core.agents import get_agent
     from mbmf_ros.core.planners import make_planner
     from mbmf_ros.core.tasks import make_task
@@ -40,8 +43,11 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
     task.set_path(path)
     tracker = ProgressTracker(path, lookahead_m, goal_tolerance_m)
     defaults = spec.planner_defaults
-    plan = make_planner(planner, spec.action_dim, horizon or int(defaults['horizon']),
-                        num_samples or int(defaults['num_samples']), seed, **planner_kwargs)
+    if isinstance(planner, str):
+        plan = make_planner(planner, spec.action_dim, horizon or int(defaults['horizon']),
+                            num_samples or int(defaults['num_samples']), seed, **planner_kwargs)
+    else:
+        plan = planner
     max_steps = max_steps or step_budget(path_xy, spec.follow_speed, spec.dt)
     cross, xy, solve = [], [state[:2].copy()], []
     for _ in range(max_steps):
