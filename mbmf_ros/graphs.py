@@ -120,7 +120,8 @@ def _collect_nodes(args: dict) -> list:
     return [
         NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=[{
             'agent': agent, 'mode': 'lockstep', 'seed': seed, 'max_episode_steps': steps,
-            'max_episodes': rollouts, 'min_state_subscribers': 2}]),
+            'max_episodes': rollouts, 'min_state_subscribers': 2,
+            'heading_noise': args.get('heading_noise', 'default')}]),
         NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}]),
         NodeDesc('random_actor', 'random_actor', parameters=[{
             'agent': agent, 'seed': seed + 1_000_003, 'hold_steps': int(args['hold_steps'])}]),
@@ -138,7 +139,9 @@ register(GraphDesc(
                'steps': ('200', 'control steps per rollout (fewer when the agent terminates)'),
                'out': ('bags/random', 'output folder: <out>/episode_NNNN per rollout'),
                'seed': ('0', 'seed of the start states and of the random actions'),
-               'hold_steps': ('1', 'keep each random action this many steps (1 = i.i.d., the paper)')},
+               'hold_steps': ('1', 'keep each random action this many steps (1 = i.i.d., the paper)'),
+               'heading_noise': ('default', "start headings from U(-pi, pi): default (the agent's: trajectory-"
+                                            "following data), true or false (moving-forward data)")},
     nodes=_collect_nodes,
 ))
 
@@ -148,12 +151,17 @@ def default_model_path(agent: str) -> str:
     return f'{{config}}/models/{agent}.pt'
 
 
+def default_policy_path(agent: str) -> str:
+    """The shipped distilled path follower of an agent (made by `mbmf-ros distill-follower`)."""
+    return f'{{config}}/models/{agent}_follow_policy.pt'
+
+
 def _follow_nodes(args: dict) -> list:
     """Bridge -> state_estimator -> mpc_planner (or a baseline actor) -> bridge, with the waypoint_manager
     turning /waypoints into the reference. Simulated time in simulation."""
     agent, sim, controller = args['agent'], as_bool(args['sim']), args['controller']
-    if controller not in ('mpc', 'zero', 'random'):
-        raise ValueError(f"follow: controller must be mpc, zero or random, found {controller!r}")
+    if controller not in ('mpc', 'policy', 'zero', 'random'):
+        raise ValueError(f"follow: controller must be mpc, policy, zero or random, found {controller!r}")
     if args['mode'] not in ('realtime', 'lockstep'):
         raise ValueError(f"follow: mode must be realtime or lockstep, found {args['mode']!r}")
     if not sim:
@@ -167,6 +175,11 @@ def _follow_nodes(args: dict) -> list:
             'heading_weight': float(args['heading_weight']),
             'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['threads']),
             'wait_for_reference': args['mode'] == 'lockstep'}])
+    elif controller == 'policy':
+        # the distilled follower: same topics and safety as mpc_planner, a 2x64 MLP instead of K x H predictions
+        actor = NodeDesc('policy_controller', 'policy_controller', parameters=[{
+            **sim_time, 'agent': agent, 'policy_path': resolve_path(args['policy'] or default_policy_path(agent)),
+            'num_threads': int(args['threads']), 'wait_for_reference': args['mode'] == 'lockstep'}])
     else:
         actor = NodeDesc('baseline_actor', 'random_actor', parameters=[{
             'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}])
@@ -194,7 +207,10 @@ register(GraphDesc(
                                     'lockstep: one step per action (deterministic, for evaluation)'),
                'model': ('', "dynamics checkpoint ('' : the shipped config/models/<agent>.pt)"),
                'planner': ('random_shooting', 'random_shooting (the paper), cem or mppi'),
-               'controller': ('mpc', 'mpc, or a baseline: zero or random actions'),
+               'controller': ('mpc', 'mpc; policy (the distilled follower, policy_controller); or a baseline: '
+                                     'zero or random actions'),
+               'policy': ('', "policy checkpoint for controller:=policy ('' : the shipped "
+                              "config/models/<agent>_follow_policy.pt)"),
                'num_samples': ('0', "K sampled action sequences (0: the agent's default)"),
                'horizon': ('0', "H planning horizon in steps (0: the agent's default)"),
                'alpha': ('1.0', 'weight of the perpendicular distance (paper Alg. 2)'),
