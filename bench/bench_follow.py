@@ -101,6 +101,7 @@ def main() -> int:
     ap.add_argument('--seeds', type=int, nargs='+', default=[0])
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--agreement-samples', type=int, default=500, help='K of the bfloat16 comparison')
+    ap.add_argument('--parts', nargs='+', default=['sweep', 'agreement'], choices=['sweep', 'agreement'])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec = get_agent('hexapod')
@@ -117,6 +118,15 @@ def main() -> int:
     print(f'- paths: {", ".join(paths)}; H={H}; seeds {args.seeds}; {args.threads} thread(s); float32\n')
     t0 = time.time()
     results = {}
+    if 'sweep' in args.parts:
+        sweep(args, model, paths, results, bl, t0)
+    if 'agreement' in args.parts:
+        agreement(args, model, paths, results, spec, bl, t0)
+    return 0
+
+
+def sweep(args, model, paths, results, bl, t0):
+    H = args.horizon
     demo = summary(run(model, paths, DEMO[0], DEMO[1], H, args.seeds), bl)
     results[DEMO] = demo
     for name in args.planners:
@@ -149,6 +159,9 @@ def main() -> int:
     else:
         print('none of the planners and K tried matches the demo (besides the demo itself)')
 
+
+def agreement(args, model, paths, results, spec, bl, t0):
+    H = args.horizon
     print('\n### bfloat16 against float32 over real follow runs\n')
     K = args.agreement_samples
     rows = []
@@ -176,7 +189,6 @@ def main() -> int:
     print(table(['planner', 'K', 'seed', 'steps compared', 'first action identical', 'within 0.05',
                  'largest difference', 'bf16 / f32 mean CTE (BL)', 'bf16 / f32 worst completion',
                  'bf16 / f32 ms/plan'], rows))
-    return 0
 
 
 if __name__ == '__main__':

@@ -31,9 +31,9 @@ from mbmf_ros.core.state import POSE_DIM
 
 PRECISIONS = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
 DEVICES = ('cpu', 'cuda', 'auto')
-# Rows per chunk, measured with bench/bench_planners.py (2x500 MLP, 2 threads): float32 matmuls of this shape
-# run at the square-matmul rate up to ~512 rows, bfloat16 up to ~1024, and fall off beyond (cache).
-DEFAULT_CHUNK_ROWS = {torch.float32: 512, torch.bfloat16: 1024}
+# Rows per chunk: a plan of the 2x500 MLP at K=1000 H=10 took the least CPU time with 1024 (tried 128-2048, float32
+# and bfloat16); matmuls of 2048 rows and more fall off the square-matmul rate (cache).
+DEFAULT_CHUNK_ROWS = {torch.float32: 1024, torch.bfloat16: 1024}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -72,7 +72,7 @@ class MLPRollout:
     """Fast rollouts of one DynamicsModel (see the module docstring).
 
     precision: 'float32' | 'bfloat16'; device: torch device of the buffers and folded weights; chunk_rows:
-    candidates per chunk (None: 512 in float32, 1024 in bfloat16).
+    candidates per chunk (None: 1024).
     """
 
     def __init__(self, model, precision='float32', device='cpu', chunk_rows: int | None = None):
@@ -192,7 +192,7 @@ class MLPRollout:
                         delta.copy_(h if E > 1 else h.unsqueeze(0))
                     else:
                         torch.add(h if E > 1 else h.unsqueeze(0), self.out_shift, out=delta)
-                    states[t + 1, :, k0:k1] = model.finish_prediction(s, delta)
+                    model.finish_prediction(s, delta, out=states[t + 1, :, k0:k1])
                 # All H rewards of the chunk in one call: states (E, c, H+1, S) -> rewards (E, c, H).
                 chunk_states = states[:, :, k0:k1].permute(1, 2, 0, 3)
                 self.returns_buf[:, k0:k1] = score(task, chunk_states, actions[k0:k1])
