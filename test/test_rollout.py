@@ -1,6 +1,7 @@
 """The planners' fast rollout (core.rollout) against the reference arithmetic of model.predict + task.reward, and the
 trajectory reward's search window on long paths."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,9 +9,10 @@ import torch
 
 from mbmf_ros.core.agents import get_agent
 from mbmf_ros.core.dynamics import DynamicsModel
-from mbmf_ros.core.planners import Planner
+from mbmf_ros.core.planners import Planner, coloured_noise, make_planner
 from mbmf_ros.core.rollout import MLPRollout, resolve_device, resolve_precision
 from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask
+from mbmf_ros.core.training import TrainConfig, train_dynamics
 from mbmf_ros.core.waypoints import WaypointPath
 
 
@@ -155,3 +157,61 @@ def test_settings_are_checked():
     assert resolve_precision('bfloat16') == torch.bfloat16
     with pytest.raises(ValueError, match='precision must be one of'):
         resolve_precision('float16')
+
+
+def test_planners_take_a_device_setting():
+    """device cpu | auto | cuda: 'auto' on a machine without CUDA plans on the CPU, with the same actions as
+    'cpu'; 'cuda' without a CUDA device is refused with the reason."""
+    spec, model = _model(1)
+    task = TrajectoryFollowingTask(WaypointPath([[0, 0], [1.0, 0.0]]))
+    state = _state(spec).numpy()
+    task.update(state)
+    plans = [make_planner(name, spec.action_dim, 5, 64, seed=0, device=dev).plan(model, task, state).actions
+             for name in ('random_shooting', 'icem') for dev in ('cpu', 'auto')]
+    if not torch.cuda.is_available():
+        np.testing.assert_array_equal(plans[0], plans[1])
+        np.testing.assert_array_equal(plans[2], plans[3])
+        with pytest.raises(ValueError, match='no CUDA device'):
+            make_planner('cem', spec.action_dim, 5, 64, device='cuda')
+
+
+def test_training_takes_a_device_setting():
+    """TrainConfig.device: 'auto' trains where it can and returns a cpu model; the same seed gives the same
+    weights as 'cpu' on a machine without CUDA."""
+    spec = get_agent('hexapod')
+    rng = np.random.default_rng(0)
+    trajs = []
+    for _ in range(3):
+        T = 40
+        states = np.zeros((T + 1, spec.state_dim))
+        states[:, 3:] = rng.normal(0, 0.1, (T + 1, spec.state_dim - 3))
+        states[:, :2] = np.cumsum(rng.normal(0, 0.01, (T + 1, 2)), 0)
+        trajs.append(SimpleNamespace(states=states, actions=rng.uniform(-1, 1, (T, 2)).astype(np.float32),
+                                     state_names=spec.state_names, action_names=spec.action_names))
+    out = []
+    for dev in ('cpu', 'auto'):
+        cfg = TrainConfig(hidden_sizes=(32,), epochs=2, batch_size=32, device=dev, threads=1)
+        model, metrics = train_dynamics(trajs[:2], trajs[2:], cfg, progress=False)
+        assert model.in_mean.device.type == 'cpu' and metrics['epochs'] == 2
+        out.append(model.layers[0].weight.detach().clone())
+    if not torch.cuda.is_available():
+        torch.testing.assert_close(out[0], out[1], rtol=0, atol=0)
+        with pytest.raises(ValueError, match='no CUDA device'):
+            train_dynamics(trajs[:2], trajs[2:], TrainConfig(hidden_sizes=(32,), epochs=1, device='cuda'),
+                           progress=False)
+
+
+def test_coloured_noise_and_icem_budget():
+    """iCEM's noise is correlated along the horizon for exponent 2 and white for 0; its populations shrink by
+    the decay and, with the kept elites and the mean, stay within num_samples."""
+    g = torch.Generator().manual_seed(0)
+    x = coloured_noise(4000, 10, 2, 2.0, g)
+    w = coloured_noise(4000, 10, 2, 0.0, g)
+    corr = lambda n: float(np.corrcoef(n[:, :-1, 0].flatten(), n[:, 1:, 0].flatten())[0, 1])  # noqa: E731
+    assert corr(x) > 0.5 and abs(corr(w)) < 0.05
+    assert x.shape == (4000, 10, 2)
+    for K in (50, 200, 1000):
+        p = make_planner('icem', 2, 10, K, seed=0)
+        pops = p.populations
+        assert all(a >= b for a, b in zip(pops, pops[1:])) and pops[0] > pops[-1]
+        assert sum(pops) + p.n_keep * (p.iterations - 1) + 1 <= K

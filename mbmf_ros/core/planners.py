@@ -408,17 +408,15 @@ class ICEMPlanner(Planner):
         self.populations = self._populations()
 
     def _populations(self) -> list:
-        """Sampled sequences per iteration (kept elites and the mean come on top), summing to ~num_samples."""
+        """Sampled sequences per iteration, the largest first population whose iterations, kept elites and
+        final mean together stay within num_samples."""
         K, it, g = self.num_samples, self.iterations, self.population_decay
-        for _ in range(50):
-            n0 = max(2, int(round(K / sum(g ** -i for i in range(it)))))
+        for n0 in range(K, 1, -1):
             n_elite = max(1, int(math.ceil(n0 * self.elite_fraction)))
-            keep = int(math.ceil(self.keep_elite_fraction * n_elite))
+            keep = min(n_elite, int(math.ceil(self.keep_elite_fraction * n_elite)))
             pops = [max(int(math.ceil(n0 * g ** -i)), 2 * n_elite) for i in range(it)]
-            extra = keep * (it - 1) + 1
-            if sum(pops) + extra <= K or K <= 2:
+            if sum(pops) + keep * (it - 1) + 1 <= K:
                 break
-            K -= max(1, (sum(pops) + extra - self.num_samples) // 2)
         self.n_elite, self.n_keep = n_elite, keep
         return pops
 
