@@ -136,6 +136,37 @@ def resolve_arguments(graph: GraphDesc, given: dict) -> dict:
     return values
 
 
+# --- the robot side on hardware: hardware_bridge (+ the emulated robot) ---------------------------------------
+ROBOTS = ('sim', 'emulator', 'serial')
+
+
+def emulator_link_path(out_dir: str = '') -> str:
+    """Where the emulated robot's serial port appears (a symlink to its pty), unique per run."""
+    import tempfile
+    return os.path.join(out_dir or tempfile.gettempdir(), f'mbmf_robot_{os.getpid()}_{os.urandom(3).hex()}')
+
+
+def _robot_nodes(agent: str, robot: str, port: str, emulator_config: str, bridge: dict,
+                 unplug_s: float = 2.0) -> list:
+    """hardware_bridge on `port` (config/hardware_bridge.yaml + `bridge`), and for robot 'emulator' the emulated
+    robot whose pty `port` names (a symlink it keeps current; the bridge opens it once it exists)."""
+    if robot not in ('emulator', 'serial'):
+        raise ValueError(f'robot must be one of {", ".join(ROBOTS)}, found {robot!r}')
+    if not port:
+        if robot == 'serial':
+            raise ValueError('a real robot needs port:=DEVICE (e.g. /dev/ttyUSB0)')
+        port = emulator_link_path()
+    nodes = []
+    if robot == 'emulator':
+        nodes.append(NodeDesc('robot_emulator', 'robot_emulator', parameters=[{
+            'config': resolve_path(emulator_config) if emulator_config else '', 'link_path': port,
+            'unplug_s': unplug_s}]))
+        bridge = {'reset_service': '/emulator/reset', **bridge}
+    nodes.append(NodeDesc('hardware_bridge', 'hardware_bridge', parameters=[
+        '{config}/hardware_bridge.yaml', {'agent': agent, 'port': port, **bridge}]))
+    return nodes
+
+
 # --- random data collection (SIM engineer) -------------------------------------------------------------------
 def _collect_nodes(args: dict) -> list:
     """mujoco_bridge (lock-step) -> state_estimator -> random_actor, recorder writing one bag per rollout.
@@ -143,13 +174,22 @@ def _collect_nodes(args: dict) -> list:
     rollouts, steps, seed = int(args['rollouts']), int(args['steps']), int(args['seed'])
     if rollouts < 1 or steps < 1:
         raise ValueError(f'collect: rollouts and steps must be >= 1, found {rollouts} and {steps}')
-    agent = args['agent']
+    agent, robot = args['agent'], args['robot']
     files = parameter_files(agent, args['params_file'])
-    return [
-        NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=files + [{
+    if robot == 'sim':
+        noise = {} if args.get('heading_noise', 'default') == 'default' \
+            else {'heading_noise': as_bool(args['heading_noise'])}
+        robot_nodes = [NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=files + [{
             'agent': agent, 'mode': 'lockstep', 'seed': seed, 'max_episode_steps': steps,
-            'max_episodes': rollouts, 'min_state_subscribers': 2}]),
-        NodeDesc('state_estimator', 'state_estimator', parameters=files + [{'agent': agent}]),
+            'max_episodes': rollouts, 'min_state_subscribers': 2, **noise}])]
+        estimator = {'agent': agent}
+    else:
+        # real time on the wall clock: each state from the latest mocap pose and telemetry
+        robot_nodes = _robot_nodes(agent, robot, args['port'], args['emulator_config'], {
+            'max_episode_steps': steps, 'max_episodes': rollouts, 'min_state_subscribers': 2})
+        estimator = {'agent': agent, 'sensor_sync': 'latest'}
+    return robot_nodes + [
+        NodeDesc('state_estimator', 'state_estimator', parameters=files + [estimator]),
         NodeDesc('random_actor', 'random_actor', parameters=files + [{
             'agent': agent, 'seed': seed + 1_000_003, 'hold_steps': int(args['hold_steps'])}]),
         NodeDesc('recorder', 'recorder', parameters=files + [{
@@ -167,7 +207,13 @@ register(GraphDesc(
                'out': ('bags/random', 'output folder: <out>/episode_NNNN per rollout'),
                'seed': ('0', 'seed of the start states and of the random actions'),
                'hold_steps': ('1', 'keep each random action this many steps (1 = i.i.d., the paper)'),
-               'params_file': ('', PARAMS_FILE_HELP)},
+               'params_file': ('', PARAMS_FILE_HELP),
+               'robot': ('sim', 'sim (MuJoCo, lock-step), emulator (the emulated robot over a serial pty, real '
+                                'time) or serial (a real robot on port)'),
+               'port': ('', 'serial device of the robot (robot serial), or where the emulator puts its pty'),
+               'emulator_config': ('', 'YAML overriding config/emulator.yaml (faults, noise)'),
+               'heading_noise': ('default', "start headings from U(-pi, pi): default (the agent's: trajectory-"
+                                            "following data), true or false (moving-forward data)")},
     nodes=_collect_nodes,
 ))
 
@@ -182,20 +228,24 @@ def default_model_path(agent: str) -> str:
     return f'{{config}}/models/{agent}.pt'
 
 
+def default_policy_path(agent: str) -> str:
+    """The shipped distilled path follower of an agent (made by `mbmf-ros distill-follower`)."""
+    return f'{{config}}/models/{agent}_follow_policy.pt'
+
+
 def _follow_nodes(args: dict) -> list:
     """Bridge -> state_estimator -> mpc_planner (or a baseline actor) -> bridge, with the waypoint_manager
     turning /waypoints into the reference. Simulated time in simulation."""
     agent, sim, controller = args['agent'], as_bool(args['sim']), args['controller']
-    if controller not in ('mpc', 'zero', 'random'):
-        raise ValueError(f"follow: controller must be mpc, zero or random, found {controller!r}")
+    if controller not in ('mpc', 'policy', 'zero', 'random'):
+        raise ValueError(f"follow: controller must be mpc, policy, zero or random, found {controller!r}")
     if args['mode'] not in ('realtime', 'lockstep'):
         raise ValueError(f"follow: mode must be realtime or lockstep, found {args['mode']!r}")
-    if not sim:
-        raise ValueError('follow: sim:=false needs the hardware_bridge node, which this version does not ship yet')
+    robot = 'sim' if sim else ('emulator' if as_bool(args['emulator']) else 'serial')
     from mbmf_ros.core.planners import PLANNERS
     if args['planner'] and args['planner'] not in PLANNERS:
         raise ValueError(f"follow: planner must be one of {', '.join(PLANNERS)}, found {args['planner']!r}")
-    seed, sim_time = int(args['seed']), {'use_sim_time': True}
+    seed, sim_time = int(args['seed']), {'use_sim_time': True} if sim else {}
     model = args['model'] or default_model_path(agent)
     files = parameter_files(agent, args['params_file'])
     if controller == 'mpc':
@@ -206,19 +256,34 @@ def _follow_nodes(args: dict) -> list:
         actor = NodeDesc('mpc_planner', 'mpc_planner', parameters=files + [{
             **sim_time, 'agent': agent, **given,
             'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['num_threads']),
-            'wait_for_reference': args['mode'] == 'lockstep'}])
+            'wait_for_reference': sim and args['mode'] == 'lockstep', 'latest_state_only': not sim}])
+    elif controller == 'policy':
+        # the distilled follower: same topics and safety as mpc_planner, a 2x64 MLP instead of K x H predictions
+        actor = NodeDesc('policy_controller', 'policy_controller', parameters=files + [{
+            **sim_time, 'agent': agent, 'policy_path': resolve_path(args['policy'] or default_policy_path(agent)),
+            'num_threads': int(args['num_threads']), 'wait_for_reference': sim and args['mode'] == 'lockstep'}])
     else:
         actor = NodeDesc('baseline_actor', 'random_actor', parameters=files + [{
             'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}])
     # Recording the robot while it follows gives on-policy data (the paper's D_rl) for the next model.
     recorder = [NodeDesc('recorder', 'recorder', required=False, parameters=files + [{
         'output_dir': resolve_path(args['record']), 'split_by_episode': True}])] if args['record'] else []
-    return recorder + [
-        NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=files + [{
+    if sim:
+        robot_nodes = [NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=files + [{
             'agent': agent, 'mode': args['mode'], 'seed': seed, 'max_episode_steps': int(args['max_steps']),
             'max_episodes': 1, 'min_state_subscribers': int(args['min_state_subscribers']),
-            'wait_for_reset': as_bool(args['wait_for_reset'])}]),
-        NodeDesc('state_estimator', 'state_estimator', parameters=files + [{'agent': agent}]),
+            'wait_for_reset': as_bool(args['wait_for_reset'])}])]
+        estimator = {'agent': agent}
+    else:
+        # the robot runs in real time whatever `mode` says; an episode starts at once or on /mbmf/reset
+        max_steps = int(args['max_steps'])
+        robot_nodes = _robot_nodes(agent, robot, args['port'], args['emulator_config'], {
+            'max_episode_steps': max(max_steps, 0), 'max_episodes': 1 if max_steps > 0 else 0,
+            'min_state_subscribers': int(args['min_state_subscribers']),
+            'wait_for_reset': as_bool(args['wait_for_reset'])}, unplug_s=float(args['unplug_s']))
+        estimator = {'agent': agent, 'sensor_sync': 'latest'}
+    return recorder + robot_nodes + [
+        NodeDesc('state_estimator', 'state_estimator', parameters=files + [estimator]),
         NodeDesc('waypoint_manager', 'waypoint_manager', parameters=files + [{
             **sim_time, 'agent': agent, 'relative_to_start': True}]),
         actor,
@@ -230,13 +295,21 @@ register(GraphDesc(
     description='Waypoint following: publish a nav_msgs/Path on /waypoints (relative to the start pose) and '
                 'the robot follows it with MPC over the learned dynamics model.',
     arguments={'agent': ('hexapod', 'agent name'),
-               'sim': ('true', 'true: the MuJoCo bridge, on simulated time'),
+               'sim': ('true', 'true: the MuJoCo bridge, on simulated time; false: hardware_bridge on port, '
+                               'real time'),
+               'port': ('', 'sim:=false: the robot\'s serial device (e.g. /dev/ttyUSB0)'),
+               'emulator': ('false', 'sim:=false: start the emulated robot too (its pty becomes the port)'),
+               'emulator_config': ('', 'YAML overriding config/emulator.yaml (faults, noise)'),
+               'unplug_s': ('2.0', 'emulator: seconds the serial link stays away on /emulator/unplug'),
                'mode': ('realtime', 'realtime: the simulated robot runs at wall-clock pace and waits for paths; '
                                     'lockstep: one step per action (deterministic, for evaluation)'),
                'model': ('', "dynamics checkpoint ('' : the shipped config/models/<agent>.pt)"),
                'planner': ('', 'the MPC planner: ' + ', '.join(_planner_names())
                            + " ('' : mpc_planner planner of the parameter files, random_shooting: the paper's)"),
-               'controller': ('mpc', 'mpc, or a baseline: zero or random actions'),
+               'controller': ('mpc', 'mpc; policy (the distilled follower, policy_controller); or a baseline: '
+                                     'zero or random actions'),
+               'policy': ('', "policy checkpoint for controller:=policy ('' : the shipped "
+                              "config/models/<agent>_follow_policy.pt)"),
                'num_samples': ('', "K sampled action sequences ('' : mpc_planner num_samples of the parameter "
                                    'files, config/<agent>.yaml then params_file)'),
                'horizon': ('', "H planning horizon in steps ('' : from the parameter files, as num_samples)"),

@@ -53,8 +53,16 @@ def agent_file(agent: str) -> Path:
 
 
 def known_agents() -> list:
-    """Agents with a parameter file in config/ (every *.yaml but defaults.yaml)."""
-    return sorted(p.stem for p in config_dir().glob('*.yaml') if p.name != DEFAULTS_FILE)
+    """Agents with a parameter file in config/: <name>.yaml whose '/**' section says ``agent: <name>`` (config/
+    also holds other settings files)."""
+    found = []
+    for p in sorted(config_dir().glob('*.yaml')):
+        try:
+            if p.name != DEFAULTS_FILE and read_params_file(p).get(ALL_NODES, {}).get('agent') == p.stem:
+                found.append(p.stem)
+        except ValueError:
+            continue     # not a ROS 2 parameter file: not an agent's
+    return found
 
 
 def _flatten(values: dict, prefix: str = '') -> dict:

@@ -20,6 +20,8 @@ DECLARED = {
     'geometry_msgs': ('geometry_msgs', 'ros-geometry-msgs'), 'nav_msgs': ('nav_msgs', 'ros-nav-msgs'),
     'sensor_msgs': ('sensor_msgs', 'ros-sensor-msgs'), 'std_srvs': ('std_srvs', 'ros-std-srvs'),
     'rosgraph_msgs': ('rosgraph_msgs', 'ros-rosgraph-msgs'),
+    'diagnostic_msgs': ('diagnostic_msgs', 'ros-diagnostic-msgs'),
+    'stable_baselines3': ('pip:stable-baselines3', 'stable-baselines3'), 'sb3_contrib': ('pip:sb3-contrib', 'sb3-contrib'),
     'ament_index_python': ('ament_index_python', 'ros-ament-index-python'),
     # the ROS 2 launch library is not on PyPI: declared for workspaces, absent from requirements.txt
     'launch': ('launch', None), 'launch_ros': ('launch_ros', None),

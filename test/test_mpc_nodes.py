@@ -239,9 +239,10 @@ def test_mpc_planner_answers_every_state_and_says_why(ros, procs, checkpoints):
 
 
 def test_mpc_planner_bad_parameters_exit_with_a_reason(procs, checkpoints):
+    from mbmf_ros.core.planners import PLANNERS
     p = procs.node('mpc_planner', name='bad_planner', params={'planner': 'ilqr'})
     assert p.wait(30) != 0
-    assert "parameter planner: expected one of ['random_shooting', 'cem', 'mppi'], found 'ilqr'" \
+    assert "parameter planner: expected one of " + str(list(PLANNERS)) + ", found 'ilqr'" \
         in procs.output('bad_planner')
     p = procs.node('mpc_planner', name='bad_model', params={'model_path': checkpoints['swimmer']})
     assert p.wait(30) != 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mbmf_ros.core.planners import CEMPlanner, MPPIPlanner, RandomShootingPlanner, make_planner
+from mbmf_ros.core.planners import CEMPlanner, ICEMPlanner, MPPIPlanner, RandomShootingPlanner, make_planner
 from mbmf_ros.core.state import apply_delta
 from mbmf_ros.core.tasks import MovingForwardTask, Task, TrajectoryFollowingTask
 from mbmf_ros.core.waypoints import WaypointPath
@@ -67,7 +67,7 @@ PATHS = {
 }
 
 
-@pytest.mark.parametrize('name', ['random_shooting', 'cem', 'mppi'])
+@pytest.mark.parametrize('name', ['random_shooting', 'cem', 'mppi', 'icem'])
 @pytest.mark.parametrize('path', ['left_turn', 'u_turn'])
 def test_planners_steer_a_skid_steer_robot_along_paths(name, path):
     planner = make_planner(name, action_dim=2, horizon=10, num_samples=300, seed=0)
@@ -116,17 +116,29 @@ class PushHard(Task):
         return (10.0 * a.sum(-1)).expand(next_states.shape[0], -1)
 
 
-@pytest.mark.parametrize('name', ['random_shooting', 'cem', 'mppi'])
+class Recording(SkidSteer):
+    """Records the largest |action| the planner ever asked the model to evaluate."""
+    max_abs = 0.0
+
+    def predict(self, states, actions):
+        self.max_abs = max(self.max_abs, float(actions.abs().max()))
+        return super().predict(states, actions)
+
+
+@pytest.mark.parametrize('name', ['random_shooting', 'cem', 'mppi', 'icem'])
 def test_actions_stay_within_bounds(name):
+    """The candidates evaluated (not only the returned plan, which plan() clamps anyway) stay in [-1, 1]: a
+    planner that scores actions the robot cannot execute picks plans it cannot follow."""
     planner = make_planner(name, 2, 6, 200, seed=1)
-    model, state = SkidSteer(), torch.zeros(5)
+    model, state = Recording(), torch.zeros(5)
     for _ in range(5):
         res = planner.plan(model, PushHard(), state)
-        assert np.abs(res.actions).max() <= 1.0 and res.actions.dtype == np.float32
+        assert res.actions.dtype == np.float32
+    assert 0.99 < model.max_abs <= 1.0
     assert res.actions.mean() > 0.3      # pushed toward the bound, never past it
 
 
-@pytest.mark.parametrize('name', ['random_shooting', 'cem', 'mppi'])
+@pytest.mark.parametrize('name', ['random_shooting', 'cem', 'mppi', 'icem'])
 def test_seeded_planners_repeat_and_differ(name):
     model, task = SkidSteer(), PushHard()
     a = make_planner(name, 2, 5, 100, seed=3).plan(model, task, torch.zeros(5)).actions
@@ -150,7 +162,7 @@ class Target(Task):
         return r.expand(next_states.shape[0], -1)
 
 
-@pytest.mark.parametrize('cls', [CEMPlanner, MPPIPlanner])
+@pytest.mark.parametrize('cls', [CEMPlanner, MPPIPlanner, ICEMPlanner])
 def test_warm_start_shifts_and_improves_the_plan(cls):
     H = 5
     target = torch.full((H, 2), 0.6)

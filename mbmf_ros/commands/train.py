@@ -32,6 +32,8 @@ def add_arguments(parser):
                         help='torch threads (default: dynamics_trainer threads of the parameter files, 1: on a '
                              'busy 2-core machine 2 threads ran ~9x slower)')
     parser.add_argument('--bf16', action='store_true', default=None, help='bfloat16 autocast (faster on CPU)')
+    parser.add_argument('--device', choices=['cpu', 'cuda', 'auto'], help='where to train (default cpu; auto: '
+                        'cuda when available)')
     parser.add_argument('--config', help='YAML file of TrainConfig keys (optionally under dynamics:)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
@@ -46,7 +48,7 @@ def run(args) -> int:
         cfg = load_train_config(args.config or node['config'] or None, epochs=args.epochs or node['epochs'] or None,
                                 hidden_sizes=args.hidden, num_members=args.ensemble, seed=args.seed,
                                 threads=args.threads if args.threads is not None else node['threads'],
-                                rand_fraction=args.rand_fraction, bf16=args.bf16)
+                                rand_fraction=args.rand_fraction, bf16=args.bf16, device=args.device)
         train_from_bags(args.bags, args.out, args.agent, cfg, args.warm_start, args.rl_bags,
                         progress=not args.quiet)
     except (BagError, CheckpointMismatch, ValueError, FileNotFoundError) as e:

@@ -56,10 +56,12 @@ class AgentSpec:
     velocity_source: 'twist' (the bridge's odometry twist; a simulator has it) or 'pose_difference'
     (differences of successive poses, filtered: what a robot with motion capture and no velocity sensor gets).
     start_noise_std: std of the Gaussian noise on the start positions and velocities (paper A.1: N(0, 0.001)).
-    heading_noise: True: the start heading is drawn from U(-pi, pi) (paper A.1, swimmer trajectory following).
     termination: (element, low, high) bounds; the episode ends when an element leaves [low, high]
     (cos_pitch bounds encode |pitch| limits).
-    forward_velocity_element: the state element of the paper's moving-forward reward (appendix C).
+    forward_velocity_element: the state element of the paper's moving-forward reward (appendix C): a velocity,
+    or 'x' for the rate of change of the world x of the pose point (the paper's agents: their centre of mass,
+    as rllab's ``get_body_comvel('torso')[0]``; their body-frame vx would reward swimming in any direction).
+    heading_noise: start headings from U(-pi, pi) in trajectory-following data (moving-forward data: never).
     ctrl_cost, ctrl_scale, alive_bonus: moving-forward reward r = v + alive_bonus - ctrl_cost*|a/ctrl_scale|^2.
     planner_defaults: {'num_samples': K, 'horizon': H} for trajectory following (the product task; for the
     hopper, which has no TF entry, its moving-forward values); forward_planner_defaults: the same for
@@ -214,7 +216,19 @@ def make_agent(name: str, shared: dict | None = None, planner: dict | None = Non
         planner_defaults={'num_samples': int(planner['num_samples']), 'horizon': int(planner['horizon'])},
         forward_planner_defaults={'num_samples': int(planner['moving_forward.num_samples']),
                                   'horizon': int(planner['moving_forward.horizon'])},
-        sim={k[len('sim.'):]: v for k, v in shared.items() if k.startswith('sim.')})
+        sim=_nest({k[len('sim.'):]: v for k, v in shared.items() if k.startswith('sim.')}))
+
+
+def _nest(flat: dict) -> dict:
+    """Dotted names back into nested mappings ({'terrains.carpet.friction': 1.5} -> {'terrains': {...}})."""
+    out: dict = {}
+    for name, value in flat.items():
+        *parents, last = name.split('.')
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
 
 
 class _Agents(dict):

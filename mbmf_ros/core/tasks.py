@@ -11,7 +11,10 @@ step of each of K candidates under each of E ensemble members. A planner sums it
   horizon the progress terms telescope to ``beta * (proj(s_H) - proj(s_0))``, ``s_0`` the true current state:
   exactly Alg. 2's sum of ``proj_t - proj_{t-1}``. An optional heading term (``heading_weight``, per rad)
   penalises facing away from the closest segment's direction (used on the real millirobot).
-* ``MovingForwardTask``: appendix C.2, ``r = s'[forward velocity] + alive_bonus - ctrl_cost * ||a / scale||^2``.
+* ``MovingForwardTask``: appendix C.2, ``r = s'[forward velocity] + alive_bonus - ctrl_cost * ||a / scale||^2``,
+  the forward velocity being the world-frame x velocity of the centre of mass, ``(s'[x] - s[x]) / dt``, as in
+  the paper's rllab agents (``get_body_comvel('torso')[0]``); the pose point of the paper's agents is their
+  centre of mass (``sim.pose_point``).
 """
 from __future__ import annotations
 
@@ -46,18 +49,25 @@ class Task:
     def reward(self, states, actions, next_states):
         raise NotImplementedError
 
+    def step_rewards(self, states, actions):
+        """Rewards (E, K, H) of whole predicted sequences: states (E, K, H+1, S) (step 0 = the start), actions
+        (K, H, A); step t is ``reward(states[:, :, t], actions[:, t], states[:, :, t+1])``. A task may override it
+        with one batched evaluation of all H steps (core.rollout calls it once per chunk of candidates)."""
+        return torch.stack([self.reward(states[:, :, t], actions[:, t], states[:, :, t + 1])
+                            for t in range(actions.shape[1])], -1)
 
-def _project(xy, starts, vectors, lengths, cum_starts, seg_mask):
+
+def _project(xy, starts, vectors, lengths, cum_starts):
     """Batched projection of points onto segments.
 
-    xy (..., 2); segments: starts/vectors (M, 2), lengths (M,), cum_starts (M,) arc length of each start;
-    seg_mask (M,) bool, the segments allowed. Returns (perp (...,) m, progress (...,) m, segment (...,) long).
+    xy (..., 2); segments: starts/vectors (W, 2), lengths (W,), cum_starts (W,) arc length of each start, only
+    the W segments of the search window (slice them first: the temporaries are (..., W)).
+    Returns (perp (...,) m, progress (...,) m, segment (...,) long index into the W given segments).
     """
-    rel = xy.unsqueeze(-2) - starts                                      # (..., M, 2)
-    t = ((rel * vectors).sum(-1) / (lengths * lengths)).clamp(0.0, 1.0)  # (..., M)
+    rel = xy.unsqueeze(-2) - starts                                      # (..., W, 2)
+    t = ((rel * vectors).sum(-1) / (lengths * lengths)).clamp(0.0, 1.0)  # (..., W)
     diff = rel - t.unsqueeze(-1) * vectors
     dist2 = (diff * diff).sum(-1)
-    dist2 = dist2.masked_fill(~seg_mask, float('inf'))
     d2, seg = dist2.min(-1)
     prog = cum_starts[seg] + torch.gather(t, -1, seg.unsqueeze(-1)).squeeze(-1) * lengths[seg]
     return d2.clamp_min(0.0).sqrt(), prog, seg
@@ -110,9 +120,11 @@ class TrajectoryFollowingTask(Task):
 
     def _update_mask(self) -> None:
         lo, hi = self.path.segment_window(self.tracker.segment, self.lookahead_m, self.tracker.progress_m)
-        mask = torch.zeros(self.path.num_segments, dtype=torch.bool)
-        mask[lo:hi] = True
-        self._mask = mask
+        # Only the window's segments enter the batched projection: its temporaries are E x K x (hi - lo), so a
+        # path with thousands of waypoints (a global planner's poses every few cm) costs what a short one does.
+        self._lo = lo
+        self._window = tuple(t[lo:hi] for t in (self._starts, self._vectors, self._lengths, self._cum,
+                                                 self._headings))
         self._cache = None      # (next_states tensor, its progress): the next step's ``states``
 
     def reset(self) -> None:
@@ -130,17 +142,23 @@ class TrajectoryFollowingTask(Task):
         return self.tracking
 
     def measure(self, xy):
-        """(perp (...,) m, progress (...,) m, segment (...,)) of points xy (..., 2) under the current window."""
+        """(perp (...,) m, progress (...,) m, segment (...,) index into the whole path) of points xy (..., 2)
+        under the current search window."""
+        perp, prog, seg = self._measure(xy)
+        return perp, prog, seg + self._lo
+
+    def _measure(self, xy):
+        """As ``measure``, the segment index relative to the window's first segment."""
         if self.path is None:
             raise RuntimeError('TrajectoryFollowingTask: no path set (set_path first)')
-        return _project(xy, self._starts, self._vectors, self._lengths, self._cum, self._mask)
+        return _project(xy, *self._window[:4])
 
     def reward(self, states, actions, next_states):
-        perp1, prog1, seg1 = self.measure(next_states[..., :2])
+        perp1, prog1, seg1 = self._measure(next_states[..., :2])
         if self._cache is not None and self._cache[0] is states:
             prog0 = self._cache[1]          # a planner passes step t's next_states as step t+1's states
         else:
-            _, prog0, _ = self.measure(states[..., :2])
+            _, prog0, _ = self._measure(states[..., :2])
         self._cache = (next_states, prog1)
         gain = prog1 - prog0
         if self.clamp_progress:
@@ -150,24 +168,44 @@ class TrajectoryFollowingTask(Task):
             gain = torch.minimum(torch.maximum(gain, -step), step)
         r = self.beta * gain - self.alpha * perp1
         if self.heading_weight:
-            err = wrap_angle(next_states[..., 2] - self._headings[seg1]).abs()
+            err = wrap_angle(next_states[..., 2] - self._window[4][seg1]).abs()
+            r = r - self.heading_weight * err
+        return r
+
+
+    def step_rewards(self, states, actions):
+        """All H steps at once (see ``Task.step_rewards``); the same terms as ``reward``."""
+        xy = states[..., :2]                                        # (E, K, H+1, 2)
+        perp, prog, seg = self._measure(xy)
+        gain = prog[..., 1:] - prog[..., :-1]
+        if self.clamp_progress:
+            step = (xy[..., 1:, :] - xy[..., :-1, :]).norm(dim=-1)
+            gain = torch.minimum(torch.maximum(gain, -step), step)
+        r = self.beta * gain - self.alpha * perp[..., 1:]
+        if self.heading_weight:
+            err = wrap_angle(states[..., 1:, 2] - self._window[4][seg[..., 1:]]).abs()
             r = r - self.heading_weight * err
         return r
 
 
 class MovingForwardTask(Task):
-    """Moving forward (appendix C.2): ``r = s'[velocity_index] + alive_bonus - ctrl_cost * |a / ctrl_scale|^2``.
+    """Moving forward (appendix C.2): ``r = v + alive_bonus - ctrl_cost * |a / ctrl_scale|^2``.
 
-    velocity_index: index in the full state of the forward velocity (m/s); ctrl_cost, ctrl_scale: the paper's
-    action penalty (actions normalised to [-1, 1]); alive_bonus: per step. termination: (index, low, high)
-    bounds; a predicted state outside them earns no velocity reward and no alive bonus (the public code's
-    "done" test for the hopper and ant, applied per step since a task is stateless).
+    velocity_index: index in the full state of the forward velocity (m/s), or, with ``dt`` > 0, of a position
+    whose rate of change is the velocity: ``v = (s'[i] - s[i]) / dt`` (index 0 = x: the world-frame x velocity
+    of the pose point, the paper's reward). ctrl_cost, ctrl_scale: the paper's action penalty (actions
+    normalised to [-1, 1]); alive_bonus: per step. termination: (index, low, high) bounds; a predicted state
+    outside them earns no velocity reward and no alive bonus (the public code's "done" test for the hopper and
+    ant); ``healthy`` lets a planner make that sticky along its horizon.
     """
     name = 'moving_forward'
 
     def __init__(self, velocity_index: int, ctrl_cost: float = 0.0, alive_bonus: float = 0.0,
-                 ctrl_scale: float = 1.0, termination=()):
+                 ctrl_scale: float = 1.0, termination=(), dt: float = 0.0):
         self.velocity_index = int(velocity_index)
+        self.dt = float(dt)
+        if self.dt < 0 or not math.isfinite(self.dt):
+            raise ValueError(f'MovingForwardTask: dt must be >= 0 s (0: velocity_index is a velocity), found {dt!r}')
         self.ctrl_cost = float(ctrl_cost)
         self.ctrl_scale = float(ctrl_scale)
         if not self.ctrl_scale > 0:
@@ -178,7 +216,8 @@ class MovingForwardTask(Task):
     @classmethod
     def for_agent(cls, spec) -> 'MovingForwardTask':
         """From an ``AgentSpec`` (core.agents): its forward_velocity_element, ctrl_cost, ctrl_scale,
-        alive_bonus and termination bounds."""
+        alive_bonus and termination bounds. A pose element ('x') as forward_velocity_element means its rate of
+        change over one control period spec.dt: the world-frame velocity of the pose point."""
         names = list(spec.state_names)
         if spec.forward_velocity_element not in names:
             raise ValueError(f'agent {spec.name}: forward_velocity_element {spec.forward_velocity_element!r} '
@@ -188,19 +227,31 @@ class MovingForwardTask(Task):
             if element not in names:
                 raise ValueError(f'agent {spec.name}: termination element {element!r} is not a state element')
             bounds.append((names.index(element), low, high))
-        return cls(names.index(spec.forward_velocity_element), spec.ctrl_cost, spec.alive_bonus,
-                   getattr(spec, 'ctrl_scale', 1.0), bounds)
+        element = spec.forward_velocity_element
+        dt = float(spec.dt) if element in ('x', 'y') else 0.0
+        return cls(names.index(element), spec.ctrl_cost, spec.alive_bonus, getattr(spec, 'ctrl_scale', 1.0),
+                   bounds, dt)
+
+    def velocity(self, states, next_states):
+        """The forward velocity (m/s) of each transition, (E, K) / (...)."""
+        if self.dt > 0:
+            return (next_states[..., self.velocity_index] - states[..., self.velocity_index]) / self.dt
+        return next_states[..., self.velocity_index]
+
+    def healthy(self, next_states):
+        """(E, K) bool: inside the termination bounds (and finite); all True without bounds."""
+        ok = torch.isfinite(next_states).all(-1)
+        for i, lo, hi in self.termination:
+            v = next_states[..., i]
+            ok &= (v >= lo) & (v <= hi)
+        return ok
 
     def reward(self, states, actions, next_states):
         scaled = actions / self.ctrl_scale
         ctrl = self.ctrl_cost * (scaled * scaled).sum(-1)      # (K,) or (E, K)
-        gain = next_states[..., self.velocity_index] + self.alive_bonus
+        gain = self.velocity(states, next_states) + self.alive_bonus
         if self.termination:
-            healthy = torch.isfinite(next_states).all(-1)
-            for i, lo, hi in self.termination:
-                v = next_states[..., i]
-                healthy &= (v >= lo) & (v <= hi)
-            gain = torch.where(healthy, gain, torch.zeros_like(gain))
+            gain = torch.where(self.healthy(next_states), gain, torch.zeros_like(gain))
         return gain - ctrl
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mbmf_ros.core.dynamics import DynamicsModel
+from mbmf_ros.core.rollout import resolve_device
 from mbmf_ros.core.state import delta_target, wrap_angle
 
 HORIZONS = (1, 5, 10, 20, 50)
@@ -39,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0                     # torch intra-op threads; 0 leaves torch's setting
     bf16: bool = False                   # bfloat16 autocast for the forward pass (CPU: ~1.7x, see bench)
+    device: str = 'cpu'                  # cpu | cuda | auto (cuda when available); the model returned is on cpu
 
     @classmethod
     def from_dict(cls, d: dict) -> 'TrainConfig':
@@ -79,9 +81,26 @@ def to_transitions(trajectories) -> Transitions:
                        np.concatenate([t.states[1:] for t in trajectories]).astype(np.float64))
 
 
+def trajectory_key(t) -> str:
+    """A name for a trajectory that stays the same however many others are loaded beside it: its source (bag),
+    episode and first step."""
+    steps = getattr(t, 'steps', None)
+    first = int(steps[0]) if steps is not None and len(steps) else 0
+    return f'{getattr(t, "source", "")}|{getattr(t, "episode", 0)}|{first}'
+
+
+def _unit_hash(key: str, seed: int) -> float:
+    import hashlib
+    h = hashlib.sha256(f'{seed}|{key}'.encode()).digest()
+    return int.from_bytes(h[:8], 'little') / 2.0 ** 64
+
+
 def split_by_trajectory(trajectories, validation_fraction: float, seed: int = 0):
     """(train, validation) lists of trajectories; at least one trajectory in each when there are >= 2.
 
+    Each trajectory's side follows from a hash of its ``trajectory_key`` and the seed alone (validation when
+    the hash is below validation_fraction; when none is, the one with the smallest hash), so aggregation
+    iterations that add trajectories never move one already trained on into validation.
     A single trajectory is cut in time instead (first part train, last part validation) so that no
     validation transition is seen in training.
     """
@@ -95,10 +114,12 @@ def split_by_trajectory(trajectories, validation_fraction: float, seed: int = 0)
         if cut >= T:
             return trajs, []
         return [_slice(t, 0, cut)], [_slice(t, cut, T)]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(trajs))
-    n_val = min(len(trajs) - 1, max(1, int(round(len(trajs) * validation_fraction))))
-    val = set(order[:n_val].tolist())
+    u = [_unit_hash(trajectory_key(t), seed) for t in trajs]
+    val = {i for i, h in enumerate(u) if h < validation_fraction}
+    if not val:
+        val = {int(np.argmin(u))}
+    if len(val) == len(trajs):        # keep at least one for training: the largest hash
+        val.discard(int(np.argmax(u)))
     return [t for i, t in enumerate(trajs) if i not in val], [t for i, t in enumerate(trajs) if i in val]
 
 
@@ -135,7 +156,8 @@ def one_step_mse(model: DynamicsModel, data: Transitions, chunk: int = 65536) ->
     """1-step MSE of the normalised delta (mean over elements, members and transitions), no noise."""
     if data is None or len(data) == 0:
         return float('nan')
-    x, y = _tensors(model, data)
+    dev = model.in_mean.device
+    x, y = (t.to(dev) for t in _tensors(model, data))
     total = 0.0
     with torch.no_grad():
         for i in range(0, len(x), chunk):
@@ -213,6 +235,7 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
     should_stop(): polled each batch; True ends training early (metrics['stopped'] = True).
     """
     cfg = config or TrainConfig()
+    device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -247,13 +270,15 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
     model.train()
     parts = [d for d in (d_rand, d_rl) if d is not None]
     tensors = [_tensors(model, d) for d in parts]
-    x_all = torch.cat([t[0] for t in tensors])
-    y_all = torch.cat([t[1] for t in tensors])
+    model.to(device)
+    x_all = torch.cat([t[0] for t in tensors]).to(device)
+    y_all = torch.cat([t[1] for t in tensors]).to(device)
     n_rand, n_rl = (len(d_rand) if d_rand else 0), (len(d_rl) if d_rl else 0)
     E, B = model.num_members, cfg.batch_size
-    # Bootstrap: member e sees the epoch's indices through its own resample (identity for one member).
-    boots = [np.arange(n_rand + n_rl)] if E == 1 else [rng.integers(0, n_rand + n_rl, n_rand + n_rl)
-                                                       for _ in range(E)]
+    # Bootstrap: member e sees the epoch's indices through its own resample (identity for one member). Each
+    # part is resampled within itself, so every member keeps the epoch's D_rand/D_rl mix (paper: 10-90).
+    boots = [np.arange(n_rand + n_rl)] if E == 1 else [
+        np.concatenate([rng.integers(0, n_rand, n_rand), n_rand + rng.integers(0, n_rl, n_rl)]) for _ in range(E)]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history, seen, stopped = [], 0, False
     t0 = time.perf_counter()
@@ -263,7 +288,8 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
         bar = tqdm(total=cfg.epochs, desc='train dynamics', unit='epoch', leave=False)
     for epoch in range(cfg.epochs):
         idx = _epoch_indices(n_rand, n_rl, cfg.rand_fraction, rng)
-        member_idx = torch.as_tensor(np.stack([b[idx] for b in boots]) if E > 1 else idx[None])  # (E, N)
+        member_idx = torch.as_tensor(np.stack([b[idx] for b in boots]) if E > 1 else idx[None],
+                                     device=device)                                        # (E, N)
         total, nb = 0.0, 0
         for i in range(0, idx.shape[0], B):
             bi = member_idx[:, i:i + B]
@@ -271,7 +297,7 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
             if cfg.noise_std > 0:
                 xb = xb + cfg.noise_std * torch.randn_like(xb)
                 yb = yb + cfg.noise_std * torch.randn_like(yb)
-            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=cfg.bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 pred = model(xb)
             loss = ((pred.float() - yb) ** 2).mean()
             opt.zero_grad(set_to_none=True)
@@ -298,6 +324,7 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
+    model.to('cpu')          # planners, checkpoints and the open-loop validation take a cpu model
     model.eval()
     train_data = d_rand if d_rand is not None else d_rl
     h_step, h_step_position = open_loop_errors(model, validation, cfg.horizons, cfg.max_validation_starts,

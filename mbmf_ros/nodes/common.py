@@ -22,6 +22,9 @@ CONTROL = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=Reli
 # Volatile readers (bridge, planner, actors, waypoint manager) are compatible with it and get only new messages.
 HISTORY = QoSProfile(depth=1000, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# A real-time consumer that only wants the newest message (a robot's planner that falls behind).
+LATEST = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
 # Sensors at high rate.
 SENSOR = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)

@@ -13,7 +13,8 @@ Publishes
   per answered state), /mbmf/predicted_path (nav_msgs/Path, frame odom: the chosen plan's predicted poses).
 A zero action is sent, with the reason in MpcStatus, when: there is no model, no reference (trajectory
 following), the state is stale (older than stale_after_periods control periods by the node clock, the
-/clock with use_sim_time), its layout is not the agent's, it has non-finite values, or the path is done.
+/clock with use_sim_time), it is flagged invalid (a stale or missing sensor such as the motion-capture pose;
+parameter stop_on_invalid), its layout is not the agent's, it has non-finite values, or the path is done.
 Parameters (defaults and what each means: config/defaults.yaml, mpc_planner and /** sections; per agent:
 config/<agent>.yaml)
   agent, task (trajectory_following | moving_forward), planner (mbmf_ros.core.planners.PLANNERS), num_samples K
@@ -21,7 +22,9 @@ config/<agent>.yaml)
   heading_weight, lookahead_m, goal_tolerance_m, clamp_progress, seed (-1: random), model_path ('': wait for
   /mbmf/model), stale_after_periods, num_threads, world_frames, wait_for_reference (in lock-step, a state that
   comes before the first reference is answered only once one arrives, so a run does not depend on which of the
-  two reaches the planner first; after a cancel it answers with zeros), and the agent's /** values (dt, ...).
+  two reaches the planner first; after a cancel it answers with zeros), latest_state_only (on a robot: keep only
+  the newest state when planning falls behind), and the agent's /** values (dt, ...). Precision, device and the
+  iCEM settings come from config/planners.yaml.
 """
 from __future__ import annotations
 
@@ -37,7 +40,8 @@ from rclpy.node import Node
 from mbmf_ros import topics as T
 from mbmf_ros.core.waypoints import PathError, WaypointPath
 from mbmf_ros.msg import ActionCommand, AgentState, ModelInfo, MpcStatus
-from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, agent_of, declare_settings, run_node, stamp_to_sec
+from mbmf_ros.nodes.common import (CONTROL, HISTORY, LATCHED, LATEST, agent_of, declare_settings, run_node,
+                                   stamp_to_sec)
 from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
 
@@ -57,6 +61,7 @@ class MpcPlanner(Node):
         lookahead, goal_tolerance = v['lookahead_m'], v['goal_tolerance_m']
         clamp_progress, seed, model_path = v['clamp_progress'], v['seed'], v['model_path']
         self.stale_after_periods = v['stale_after_periods']
+        self.stop_on_invalid, self.latest_state_only = v['stop_on_invalid'], v['latest_state_only']
         # lock-step: hold the answer to a state until a reference arrives (the simulated robot waits with it)
         self.wait_for_reference = v['wait_for_reference']
         num_threads = v['num_threads']
@@ -118,7 +123,9 @@ class MpcPlanner(Node):
                 raise SystemExit(f'mpc_planner: parameter model_path: {e}')
             self.model_path = model_path
             self.get_logger().info(f'model {model_path} loaded')
-        self.create_subscription(AgentState, T.STATE, self.on_state, CONTROL)
+        # latest_state_only (a robot in real time): a plan slower than the control period answers the newest state
+        # rather than a backlog of states that are all stale by then
+        self.create_subscription(AgentState, T.STATE, self.on_state, LATEST if self.latest_state_only else CONTROL)
         self.create_subscription(Path, T.REFERENCE, self.on_reference, LATCHED)
         self.create_subscription(ModelInfo, T.MODEL, self.on_model, LATCHED)
         self.get_logger().info(
@@ -244,6 +251,12 @@ class MpcPlanner(Node):
             self.get_logger().error(status.reason)
             self.pub_status.publish(status)
             return
+        if 'reason' in result.info:     # every candidate predicted non-finite: the planner chose zeros
+            self._send(msg, result.action, 'zero')
+            status.active, status.reason = False, result.info['reason']
+            status.solve_time_s = result.solve_time_s
+            self.pub_status.publish(status)
+            return
         self._send(msg, result.action, 'mpc')
         status.active, status.reason = True, 'ok'
         status.solve_time_s, status.best_predicted_reward = result.solve_time_s, result.best_reward
@@ -268,6 +281,9 @@ class MpcPlanner(Node):
         if not np.isfinite(state).all():
             return 'state has non-finite values', None
         state = state.astype(np.float32)
+        if self.stop_on_invalid and not msg.valid:
+            # a stale or missing sensor (on a robot: the motion-capture pose) makes the state a guess: stop
+            return f'invalid state: {", ".join(msg.flags) or "valid=false"}', state
         now = self.get_clock().now().nanoseconds * 1e-9
         age = now - stamp_to_sec(msg.header.stamp)
         if now > 0 and age > self.stale_after_s:

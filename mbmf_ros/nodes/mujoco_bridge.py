@@ -51,6 +51,8 @@ class MujocoBridge(Node):
         self.max_episodes, self.min_state_subscribers = v['max_episodes'], v['min_state_subscribers']
         self.action_timeout, self.auto_reset = v['action_timeout_s'], v['auto_reset']
         self.resend_s, self.settle_s = v['lockstep_resend_s'], v['start_settle_s']
+        # the agent's heading_noise (/**: trajectory-following data) unless a graph sets it; '' = the model's floor
+        heading_noise, terrain = v['heading_noise'], v['terrain']
         # A client that must see every state of an episode (mbmf-ros follow) starts it with /mbmf/reset itself,
         # rather than trust a subscriber count that a departed participant can still inflate.
         self.wait_for_reset = v['wait_for_reset']
@@ -61,7 +63,8 @@ class MujocoBridge(Node):
                              f'found {max_steps} and {self.max_episodes}')
         self.spec = agent_of('mujoco_bridge', v)
         # max_episode_steps <= 0: no limit (an interactive robot waiting for paths)
-        self.sim = Simulation(self.spec, max_episode_steps=max(max_steps, 0), seed=seed)
+        self.sim = Simulation(self.spec, max_episode_steps=max(max_steps, 0), seed=seed, heading_noise=heading_noise,
+                              terrain=terrain or None)
         self.joint_names = [j.mujoco_joint for j in self.spec.joints]
 
         self.pub_clock = self.create_publisher(Clock, T.CLOCK, 10)

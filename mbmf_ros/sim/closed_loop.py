@@ -1,8 +1,8 @@
-"""The follow loop in one process, without ROS: simulation -> planner -> simulation, for comparing planners and
-settings quickly (bench/bench_follow.py). The product runs the same pieces as nodes over DDS (`mbmf-ros
-follow`); this loop reads the same settings (config/defaults.yaml, config/<agent>.yaml: goal tolerance,
-lookahead, K, H, alpha, beta, ...) and uses the path relative to the start pose and the step budget of
-`mbmf-ros follow`.
+"""The follow loop in one process, without ROS: simulation -> planner (or policy) -> simulation, for comparing
+planners and settings quickly (bench/bench_follow.py) and for generating DAgger data for the distilled path
+follower (core/policy.py). The product runs the same pieces as nodes over DDS (`mbmf-ros follow`); this loop
+reads the same settings (config/defaults.yaml, config/<agent>.yaml: goal tolerance, lookahead, K, H, alpha,
+beta, ...) and uses the path relative to the start pose and the step budget of `mbmf-ros follow`.
 """
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import numpy as np
 
 @dataclass
 class LoopResult:
+    """mean/max cross-track (m), completion (0..1), done, steps, mean time per action (s; the planner's or the
+    policy's), trajectory_xy (steps+1, 2) m. With ``record``: observations (T, dim) the policy's inputs at the
+    visited states and labels (T, A) the MPC expert's action there."""
     mean_cross_track_m: float
     max_cross_track_m: float
     completion: float
@@ -21,13 +24,28 @@ class LoopResult:
     steps: int
     mean_solve_time_s: float
     trajectory_xy: np.ndarray
+    observations: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
 
 def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shooting', num_samples: int | None = None,
-                      horizon: int | None = None, seed: int = 0, max_steps: int = 0, params_files=(),
+                      horizon: int | None = None, seed: int = 0, max_steps: int = 0,
+                      goal_tolerance_m: float | None = None, lookahead_m: float | None = None, policy=None,
+                      record: bool = False, noise_std: float = 0.0, give_up_m: float = 0.0, params_files=(),
                       **planner_kwargs) -> LoopResult:
-    """Follow ``path_xy`` (N, 2), given relative to the start pose, with ``model`` on the simulated ``agent``.
-    num_samples, horizon: None = the mpc_planner settings of config/<agent>.yaml (then ``params_files``)."""
+    """Follow ``path_xy`` (N, 2), given relative to the start pose, on the simulated ``agent``.
+
+    model: the dynamics model of the MPC. planner: a planner name (made with num_samples, horizon, seed and
+    planner_kwargs) or an object with ``plan(model, task, state)`` (e.g. a benchmark's wrapper that compares two
+    planners step by step). num_samples, horizon, goal_tolerance_m (when the run is done), lookahead_m: None =
+    the settings of config/defaults.yaml and config/<agent>.yaml (then ``params_files``), as the nodes have them.
+    policy: a GaussianPolicy with a 'path' observation (core.policy): it
+    acts instead of the MPC. record: also run the MPC at every visited state and return its actions as labels
+    (DAgger) with the policy's observations (``policy`` or a fresh path observation of the agent is needed for
+    the observation layout: pass ``record=Observation`` to give it). noise_std: Gaussian noise (actions units)
+    added to the MPC's action before execution when the MPC acts (paper B: 0.005). give_up_m: end the run when
+    the cross-track error exceeds it (> 0; DAgger: states far off any path teach little and cost expert time).
+    """
     from mbmf_ros.core.agents import get_agent
     from mbmf_ros.core.planners import make_planner
     from mbmf_ros.core.tasks import make_task
@@ -38,9 +56,12 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
     spec = get_agent(agent, params_files)
     settings = load_settings(agent, params_files)
     v = settings.node('mpc_planner')
-    lookahead_m = v['lookahead_m'] if v['lookahead_m'] > 0 else None
-    goal_tolerance_m = settings.node('waypoint_manager')['goal_tolerance_m']   # the run ends when it says done
+    lookahead_m = v['lookahead_m'] if lookahead_m is None else lookahead_m
+    lookahead_m = lookahead_m if lookahead_m > 0 else None
+    if goal_tolerance_m is None:    # the run ends when the waypoint manager would say done
+        goal_tolerance_m = settings.node('waypoint_manager')['goal_tolerance_m']
     sim = Simulation(spec, seed=seed)
+    rng = np.random.default_rng(seed + 7)
     state = np.asarray(sim.reset().estimate.values, dtype=np.float64)
     path = WaypointPath(transform_points(np.asarray(path_xy, dtype=np.float64), state[:3]))
     task = make_task('trajectory_following', spec, alpha=v['alpha'], beta=v['beta'],
@@ -48,23 +69,46 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
                      goal_tolerance_m=v['goal_tolerance_m'], clamp_progress=v['clamp_progress'])
     task.set_path(path)
     tracker = ProgressTracker(path, lookahead_m, goal_tolerance_m)
-    plan = make_planner(planner, spec.action_dim, v['horizon'] if horizon is None else horizon,
-                        v['num_samples'] if num_samples is None else num_samples, seed, **planner_kwargs)
+    use_mpc = policy is None or bool(record)
+    if not isinstance(planner, str):
+        plan = planner
+    else:
+        plan = make_planner(planner, spec.action_dim, v['horizon'] if horizon is None else horizon,
+                            v['num_samples'] if num_samples is None else num_samples, seed,
+                            **planner_kwargs) if use_mpc else None
+    observe = policy.observation if policy is not None else (record if not isinstance(record, bool) else None)
+    if record and observe is None:
+        raise ValueError('follow_in_process: record needs the observation layout (a policy, or record=Observation)')
     max_steps = max_steps or step_budget(path_xy, spec.follow_speed, spec.dt)
-    cross, xy, solve = [], [state[:2].copy()], []
+    cross, xy, solve, observations, labels = [], [state[:2].copy()], [], [], []
     for _ in range(max_steps):
         tracking = tracker.update(state[:2])
         cross.append(tracking.cross_track_m)
         task.update(state)
-        if tracking.done:
+        if tracking.done or 0 < give_up_m < tracking.cross_track_m:
             break
-        t0 = time.perf_counter()
-        action = plan.plan(model, task, state).action
-        solve.append(time.perf_counter() - t0)
-        state = np.asarray(sim.step(np.asarray(action, dtype=np.float64)).estimate.values, dtype=np.float64)
+        obs = observe(state, path, tracker.last.progress_m) if observe is not None else None
+        expert = None
+        if use_mpc:
+            t0 = time.perf_counter()
+            expert = np.asarray(plan.plan(model, task, state).action, dtype=np.float64)
+            if policy is None:
+                solve.append(time.perf_counter() - t0)
+        if policy is not None:
+            t0 = time.perf_counter()
+            action = policy.act(obs)
+            solve.append(time.perf_counter() - t0)
+        else:
+            action = expert + (rng.normal(0.0, noise_std, expert.shape) if noise_std > 0 else 0.0)
+        if record:
+            observations.append(obs)
+            labels.append(expert)
+        state = np.asarray(sim.step(np.clip(action, -1.0, 1.0)).estimate.values, dtype=np.float64)
         xy.append(state[:2].copy())
     else:
         tracking = tracker.update(state[:2])
         cross.append(tracking.cross_track_m)
     return LoopResult(float(np.mean(cross)), float(np.max(cross)), float(tracking.progress), bool(tracking.done),
-                      len(xy) - 1, float(np.mean(solve)) if solve else 0.0, np.asarray(xy))
+                      len(xy) - 1, float(np.mean(solve)) if solve else 0.0, np.asarray(xy),
+                      np.asarray(observations, dtype=np.float32).reshape(len(observations), -1) if record else None,
+                      np.asarray(labels, dtype=np.float32).reshape(len(labels), -1) if record else None)
