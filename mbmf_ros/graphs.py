@@ -263,7 +263,7 @@ register(GraphDesc(
                'mode': ('realtime', 'realtime: the simulated robot runs at wall-clock pace and waits for paths; '
                                     'lockstep: one step per action (deterministic, for evaluation)'),
                'model': ('', "dynamics checkpoint ('' : the shipped config/models/<agent>.pt)"),
-               'planner': ('random_shooting', 'random_shooting (the paper), cem or mppi'),
+               'planner': ('random_shooting', 'random_shooting (the paper), cem, mppi or icem'),
                'controller': ('mpc', 'mpc; policy (the distilled follower, policy_controller); or a baseline: '
                                      'zero or random actions'),
                'policy': ('', "policy checkpoint for controller:=policy ('' : the shipped "

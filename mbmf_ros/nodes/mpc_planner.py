@@ -16,8 +16,9 @@ following), the state is stale (older than stale_after_periods control periods b
 /clock with use_sim_time), it is flagged invalid (a stale or missing sensor such as the motion-capture pose;
 parameter stop_on_invalid, true on a robot), its layout is not the agent's, it has non-finite values, or the path is done.
 Parameters
-  agent (hexapod), task (trajectory_following | moving_forward), planner (random_shooting | cem | mppi),
-  num_samples K and horizon H (0: the agent's defaults, paper appendix A.3), alpha (1.0, per m per step),
+  agent (hexapod), task (trajectory_following | moving_forward), planner (random_shooting | cem | mppi | icem),
+  num_samples K and horizon H (0: the agent's defaults, paper appendix A.3); precision, device and the iCEM
+  settings come from config/planners.yaml; alpha (1.0, per m per step),
   beta (5.0, per m of progress), heading_weight (0.0 = the paper's reward, per rad per step; 0.05 stalled the
   hexapod at corners sharper than 90 degrees and on zig-zags), lookahead_m (0.5, m of path ahead
   searched for the closest segment; <= 0: all), clamp_progress (true), seed (0; -1: random), model_path
