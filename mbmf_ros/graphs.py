@@ -215,7 +215,8 @@ def _follow_nodes(args: dict) -> list:
             'horizon': int(args['horizon']), 'alpha': float(args['alpha']), 'beta': float(args['beta']),
             'heading_weight': float(args['heading_weight']),
             'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['threads']),
-            'wait_for_reference': sim and args['mode'] == 'lockstep', 'latest_state_only': not sim}])
+            'wait_for_reference': sim and args['mode'] == 'lockstep', 'latest_state_only': not sim,
+            'stop_on_invalid': not sim}])
     elif controller == 'policy':
         # the distilled follower: same topics and safety as mpc_planner, a 2x64 MLP instead of K x H predictions
         actor = NodeDesc('policy_controller', 'policy_controller', parameters=[{

@@ -14,7 +14,7 @@ Publishes
 A zero action is sent, with the reason in MpcStatus, when: there is no model, no reference (trajectory
 following), the state is stale (older than stale_after_periods control periods by the node clock, the
 /clock with use_sim_time), it is flagged invalid (a stale or missing sensor such as the motion-capture pose;
-parameter stop_on_invalid, default true), its layout is not the agent's, it has non-finite values, or the path is done.
+parameter stop_on_invalid, true on a robot), its layout is not the agent's, it has non-finite values, or the path is done.
 Parameters
   agent (hexapod), task (trajectory_following | moving_forward), planner (random_shooting | cem | mppi | icem),
   num_samples K and horizon H (0: the agent's defaults, paper appendix A.3); precision, device and the iCEM
@@ -65,7 +65,7 @@ class MpcPlanner(Node):
         seed = int(p('seed', 0))
         model_path = p('model_path', '')
         self.stale_after_periods = float(p('stale_after_periods', 2.0))
-        self.stop_on_invalid = bool(p('stop_on_invalid', True))
+        self.stop_on_invalid = bool(p('stop_on_invalid', False))
         self.latest_state_only = bool(p('latest_state_only', False))
         # lock-step: hold the answer to a state until a reference arrives (the simulated robot waits with it)
         self.wait_for_reference = bool(p('wait_for_reference', False))
