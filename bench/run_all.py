@@ -25,7 +25,8 @@ PEERS_PY = REPO / '.venv-peers' / 'bin' / 'python'
 BENCHES = [  # (script, python, arguments of a full run)
     ('bench_planners.py', sys.executable, ['--repeats', '15']),
     ('bench_peers.py', str(PEERS_PY), ['--repeats', '8']),
-    ('bench_follow.py', sys.executable, ['--seeds', '0']),
+    ('bench_follow.py', sys.executable, ['--seeds', '0', '--paths', 'left_turn', 'u_turn', 'corner_127deg',
+                                         '--agreement-planners', 'random_shooting', 'mppi']),
     ('bench_training.py', sys.executable, []),
     ('bench_lockstep.py', sys.executable, []),
 ]
