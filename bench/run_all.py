@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_info  # noqa: E402
 
+CLOCKED = ('bench_planners.py', 'bench_peers.py')
 MARK = '<!-- section: '
 PEERS_PY = REPO / '.venv-peers' / 'bin' / 'python'
 BENCHES = [  # (script, python, arguments of a full run)
@@ -38,11 +39,13 @@ def main() -> int:
     ap.add_argument('--only', nargs='+', help='run only these scripts; the other sections of results.md are kept '
                     'as they were (each section names the commit and load it was measured at)')
     ap.add_argument('--out', default=str(REPO / 'bench' / 'results.md'))
+    ap.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
+                    help='cpu: the speed benchmarks time one thread by its CPU time (a machine that others load)')
     args = ap.parse_args()
     m = machine_info()
     started = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     command = 'bench/run_all.py' + (' --quick' if args.quick else '') + (
-        ' --only ' + ' '.join(args.only) if args.only else '')
+        ' --only ' + ' '.join(args.only) if args.only else '') + (' --clock cpu' if args.clock == 'cpu' else '')
     sections = {}
     out = Path(args.out)
     if args.only and out.exists():           # keep the sections of the benchmarks not run now
@@ -53,6 +56,8 @@ def main() -> int:
         if args.only and script not in args.only:
             continue
         cmd = [python, str(REPO / 'bench' / script)] + (['--quick'] if args.quick else full_args)
+        if args.clock == 'cpu' and script in CLOCKED:
+            cmd += ['--clock', 'cpu', '--threads', '1']
         print(f'== {script}: {" ".join(cmd[1:])}', flush=True)
         env = dict(os.environ, PYTHONPATH=str(REPO))
         if not Path(python).exists():
