@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_clock_argument, header_lines, interleaved, measure_peaks, mlp_flops, model_dims, set_clock, table  # noqa: E402
+from common import (add_clock_argument, header_lines, interleaved, measure_peaks, mlp_flops,  # noqa: E402
+                    model_dims, set_clock, table)
 
 from mbmf_ros.core.agents import get_agent  # noqa: E402
 from mbmf_ros.core.dynamics import DynamicsModel  # noqa: E402
