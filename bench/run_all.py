@@ -24,8 +24,8 @@ CLOCKED = ('bench_planners.py', 'bench_peers.py')
 MARK = '<!-- section: '
 PEERS_PY = REPO / '.venv-peers' / 'bin' / 'python'
 BENCHES = [  # (script, python, arguments of a full run)
-    ('bench_planners.py', sys.executable, ['--repeats', '15']),
-    ('bench_peers.py', str(PEERS_PY), ['--repeats', '8']),
+    ('bench_planners.py', sys.executable, ['--repeats', '7']),
+    ('bench_peers.py', str(PEERS_PY), ['--repeats', '5']),
     ('bench_follow.py', sys.executable, ['--seeds', '0', '--paths', 'left_turn', 'u_turn', 'corner_127deg',
                                          '--agreement-planners', 'random_shooting', 'mppi']),
     ('bench_training.py', sys.executable, []),
