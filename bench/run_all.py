@@ -47,9 +47,7 @@ def main() -> int:
     args = ap.parse_args()
     m = machine_info()
     started = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
-    command = 'bench/run_all.py' + (' --quick' if args.quick else '') + (
-        ' --only ' + ' '.join(args.only) if args.only is not None else '') + (' --clock cpu' if args.clock == 'cpu' else '') + (
-        f' --import-sections {args.import_sections}' if args.import_sections else '')
+    command = ' '.join(['bench/run_all.py'] + sys.argv[1:])
     sections = {}
     out = Path(args.out)
     for script, python, full_args in BENCHES:
