@@ -148,10 +148,23 @@ def default_model_path(agent: str) -> str:
     return f'{{config}}/models/{agent}.pt'
 
 
+PARTS = ('all', 'robot', 'offboard')
+REALTIME_QOS = '{config}/realtime_qos.yaml'
+
+
 def _follow_nodes(args: dict) -> list:
     """Bridge -> state_estimator -> mpc_planner (or a baseline actor) -> bridge, with the waypoint_manager
-    turning /waypoints into the reference. Simulated time in simulation."""
-    agent, sim, controller = args['agent'], as_bool(args['sim']), args['controller']
+    turning /waypoints into the reference. Simulated time in simulation.
+
+    part:=robot is what runs on (or next to) the robot: the bridge and the state estimator (and a small policy,
+    once the policy_controller exists); part:=offboard is the rest, on a workstation: waypoint manager,
+    planner (or baseline), recorder (record:=DIR) and trainer (trainer:=true). part:=all is both on one host."""
+    agent, sim, controller, part = args['agent'], as_bool(args['sim']), args['controller'], args['part']
+    if part not in PARTS:
+        raise ValueError(f"follow: part must be one of {', '.join(PARTS)}, found {part!r}")
+    if controller == 'policy':
+        raise ValueError('follow: controller:=policy needs the policy_controller node (it would run in '
+                         'part:=robot), which this version does not ship yet')
     if controller not in ('mpc', 'zero', 'random'):
         raise ValueError(f"follow: controller must be mpc, zero or random, found {controller!r}")
     if args['mode'] not in ('realtime', 'lockstep'):
@@ -159,6 +172,8 @@ def _follow_nodes(args: dict) -> list:
     if not sim:
         raise ValueError('follow: sim:=false needs the hardware_bridge node, which this version does not ship yet')
     seed, sim_time = int(args['seed']), {'use_sim_time': True}
+    # Real time: the control loop keeps only the newest state and action (config/realtime_qos.yaml).
+    qos = [REALTIME_QOS] if args['mode'] == 'realtime' else []
     model = args['model'] or default_model_path(agent)
     if controller == 'mpc':
         actor = NodeDesc('mpc_planner', 'mpc_planner', parameters=[{
@@ -166,22 +181,31 @@ def _follow_nodes(args: dict) -> list:
             'horizon': int(args['horizon']), 'alpha': float(args['alpha']), 'beta': float(args['beta']),
             'heading_weight': float(args['heading_weight']),
             'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['threads']),
-            'wait_for_reference': args['mode'] == 'lockstep'}])
+            'wait_for_reference': args['mode'] == 'lockstep'}] + qos)
     else:
         actor = NodeDesc('baseline_actor', 'random_actor', parameters=[{
-            'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}])
+            'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}] + qos)
     # Recording the robot while it follows gives on-policy data (the paper's D_rl) for the next model.
     recorder = [NodeDesc('recorder', 'recorder', required=False, parameters=[{
         'output_dir': resolve_path(args['record']), 'split_by_episode': True}])] if args['record'] else []
-    return recorder + [
+    trainer = [NodeDesc('dynamics_trainer', 'dynamics_trainer', required=False, parameters=[{
+        'agent': agent}])] if as_bool(args['trainer']) else []
+    robot = [
         NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=[{
             'agent': agent, 'mode': args['mode'], 'seed': seed, 'max_episode_steps': int(args['max_steps']),
             'max_episodes': 1, 'min_state_subscribers': int(args['min_state_subscribers']),
-            'wait_for_reset': as_bool(args['wait_for_reset'])}]),
-        NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}]),
-        NodeDesc('waypoint_manager', 'waypoint_manager', parameters=[{**sim_time, 'relative_to_start': True}]),
+            'action_timeout_s': float(args['action_timeout_s']),
+            'wait_for_reset': as_bool(args['wait_for_reset'])}] + qos),
+        NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}] + qos),
+    ]
+    planning = [
+        NodeDesc('waypoint_manager', 'waypoint_manager', parameters=[{**sim_time, 'relative_to_start': True}]
+                 + qos),
         actor,
     ]
+    # The recorder starts first, so that it is listening before the first messages.
+    return {'robot': robot, 'offboard': recorder + trainer + planning,
+            'all': recorder + trainer + robot + planning}[part]
 
 
 register(GraphDesc(
@@ -206,6 +230,12 @@ register(GraphDesc(
                'record': ('', "folder for rosbag2 bags of state, action and sensors ('': no recording); "
                               'train the next model on them with mbmf-ros train --rl-bags'),
                'min_state_subscribers': ('2', 'listeners of /mbmf/state the bridge waits for before it steps'),
-               'wait_for_reset': ('false', 'true: the first episode starts only when /mbmf/reset is called')},
+               'wait_for_reset': ('false', 'true: the first episode starts only when /mbmf/reset is called'),
+               'part': ('all', 'all: the whole graph on this host; robot: bridge and state estimator (on the '
+                               'robot); offboard: waypoint manager, planner, recorder, trainer (on a workstation)'),
+               'trainer': ('false', 'true: add the dynamics_trainer (/mbmf/train; announces new models to the '
+                                    'planner)'),
+               'action_timeout_s': ('0.5', "the bridge's watchdog period (real time): no action for this long "
+                                           'and the robot stops')},
     nodes=_follow_nodes,
 ))

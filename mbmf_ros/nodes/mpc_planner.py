@@ -12,7 +12,8 @@ Publishes
   /mbmf/action (mbmf_ros/ActionCommand, source 'mpc' or 'zero'), /mbmf/mpc_status (mbmf_ros/MpcStatus, one
   per answered state), /mbmf/predicted_path (nav_msgs/Path, frame odom: the chosen plan's predicted poses).
 A zero action is sent, with the reason in MpcStatus, when: there is no model, no reference (trajectory
-following), the state is stale (older than stale_after_periods control periods by the node clock, the
+following; a state flagged 'watchdog_stop' by the bridge drops the reference: the robot waits for a new
+path instead of resuming an old plan), the state is stale (older than stale_after_periods control periods by the node clock, the
 /clock with use_sim_time), its layout is not the agent's, it has non-finite values, or the path is done.
 Parameters
   agent (hexapod), task (trajectory_following | moving_forward), planner (random_shooting | cem | mppi),
@@ -38,7 +39,8 @@ from rclpy.node import Node
 from mbmf_ros import topics as T
 from mbmf_ros.core.waypoints import DEFAULT_WORLD_FRAMES, PathError, WaypointPath
 from mbmf_ros.msg import ActionCommand, AgentState, ModelInfo, MpcStatus
-from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, run_node, stamp_to_sec
+from mbmf_ros.nodes.common import (CONTROL, HISTORY, LATCHED, WATCHDOG_FLAG, overridable, run_node,
+                                   stamp_to_sec)
 from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
 
@@ -106,6 +108,7 @@ class MpcPlanner(Node):
         self._loaders: list[threading.Thread] = []
         self.episode = None
         self.answered = 0
+        self.robot_stopped = False       # the last state carried the bridge's watchdog flag
 
         self.pub_action = self.create_publisher(ActionCommand, T.ACTION, HISTORY)
         self.pub_status = self.create_publisher(MpcStatus, T.MPC_STATUS, CONTROL)
@@ -121,7 +124,7 @@ class MpcPlanner(Node):
                 raise SystemExit(f'mpc_planner: parameter model_path: {e}')
             self.model_path = model_path
             self.get_logger().info(f'model {model_path} loaded')
-        self.create_subscription(AgentState, T.STATE, self.on_state, CONTROL)
+        self.create_subscription(AgentState, T.STATE, self.on_state, **overridable(CONTROL))
         self.create_subscription(Path, T.REFERENCE, self.on_reference, LATCHED)
         self.create_subscription(ModelInfo, T.MODEL, self.on_model, LATCHED)
         self.get_logger().info(
@@ -212,6 +215,7 @@ class MpcPlanner(Node):
     def on_state(self, msg: AgentState) -> None:
         if msg.terminal:
             return          # the last state of an episode is answered by no action (lock-step contract)
+        self._watch_robot_stop(msg)
         if self.wait_for_reference and self.follows_path and not self.has_reference:
             if self.held_state is None:
                 self.get_logger().info(f'holding step {msg.step} of episode {msg.episode} until a reference '
@@ -258,6 +262,19 @@ class MpcPlanner(Node):
         for pose, yaw in zip(path.poses, pred[:, 2]):     # the predicted heading, not the segment direction
             pose.pose.orientation.z, pose.pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
         self.pub_path.publish(path)
+
+    def _watch_robot_stop(self, msg: AgentState) -> None:
+        """The robot's watchdog stopped it (no action reached it in time: this planner or the link was gone).
+        The path in hand is an old plan by now: drop it, so the robot waits for a new one."""
+        stopped = WATCHDOG_FLAG in msg.flags
+        if stopped and not self.robot_stopped and self.follows_path and self.has_reference:
+            self.task.set_path(None)
+            self.planner.reset()
+            self.has_reference = False
+            self.reference_reason = "no reference (dropped: the robot's watchdog stopped it; send a new path)"
+            self.get_logger().warning(f'step {msg.step}: the robot says its watchdog stopped it; dropping the '
+                                      'path, zero actions until a new one arrives')
+        self.robot_stopped = stopped
 
     def _check(self, msg: AgentState):
         """(reason for a zero action or None, state (S,) float32 or None)."""
