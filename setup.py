@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 PACKAGE = 'mbmf_ros'
 NODES = [
     'mujoco_bridge', 'state_estimator', 'random_actor', 'recorder',
-    'dynamics_trainer', 'mpc_planner', 'waypoint_manager', 'topic_echo',
+    'dynamics_trainer', 'mpc_planner', 'policy_controller', 'waypoint_manager', 'topic_echo',
 ]
 
 setup(

@@ -30,7 +30,7 @@ from mbmf_ros.graphs import config_dir
 from mbmf_ros.link.relay import LinkSettings
 from mbmf_ros.link.split import SplitFollow
 
-GRAPH = {'planner': 'mppi', 'num_samples': 200, 'horizon': 10, 'action_timeout_s': 0.5}
+GRAPH = {'planner': 'mppi', 'num_samples': 100, 'horizon': 10, 'action_timeout_s': 0.5}
 
 
 def settings_list(latencies, losses, jitter_frac) -> list[dict]:
@@ -105,7 +105,7 @@ def plot(rows: list[dict], body_length: float, out: Path) -> None:
         ax.set_ylabel('mean cross-track (body lengths)')
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle('hexapod, split follow graph across a degraded link (MPPI K=200 H=10, 20 Hz)', fontsize=9)
+    fig.suptitle('hexapod, split follow graph across a degraded link (MPPI K=100 H=10, 20 Hz)', fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -16,6 +16,7 @@ COMMANDS = {
     'aggregate': 'mbmf_ros.commands.aggregate',
     'make-model': 'mbmf_ros.commands.make_model',
     'plot-model': 'mbmf_ros.commands.plot_model',
+    'distill-follower': 'mbmf_ros.commands.distill_follower',
 }
 
 

@@ -120,7 +120,8 @@ def _collect_nodes(args: dict) -> list:
     return [
         NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=[{
             'agent': agent, 'mode': 'lockstep', 'seed': seed, 'max_episode_steps': steps,
-            'max_episodes': rollouts, 'min_state_subscribers': 2}]),
+            'max_episodes': rollouts, 'min_state_subscribers': 2,
+            'heading_noise': args.get('heading_noise', 'default')}]),
         NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}]),
         NodeDesc('random_actor', 'random_actor', parameters=[{
             'agent': agent, 'seed': seed + 1_000_003, 'hold_steps': int(args['hold_steps'])}]),
@@ -138,7 +139,9 @@ register(GraphDesc(
                'steps': ('200', 'control steps per rollout (fewer when the agent terminates)'),
                'out': ('bags/random', 'output folder: <out>/episode_NNNN per rollout'),
                'seed': ('0', 'seed of the start states and of the random actions'),
-               'hold_steps': ('1', 'keep each random action this many steps (1 = i.i.d., the paper)')},
+               'hold_steps': ('1', 'keep each random action this many steps (1 = i.i.d., the paper)'),
+               'heading_noise': ('default', "start headings from U(-pi, pi): default (the agent's: trajectory-"
+                                            "following data), true or false (moving-forward data)")},
     nodes=_collect_nodes,
 ))
 
@@ -146,6 +149,11 @@ register(GraphDesc(
 def default_model_path(agent: str) -> str:
     """The shipped checkpoint of an agent (made by `mbmf-ros make-model`), '{config}/models/<agent>.pt'."""
     return f'{{config}}/models/{agent}.pt'
+
+
+def default_policy_path(agent: str) -> str:
+    """The shipped distilled path follower of an agent (made by `mbmf-ros distill-follower`)."""
+    return f'{{config}}/models/{agent}_follow_policy.pt'
 
 
 PARTS = ('all', 'robot', 'offboard')
@@ -156,17 +164,15 @@ def _follow_nodes(args: dict) -> list:
     """Bridge -> state_estimator -> mpc_planner (or a baseline actor) -> bridge, with the waypoint_manager
     turning /waypoints into the reference. Simulated time in simulation.
 
-    part:=robot is what runs on (or next to) the robot: the bridge and the state estimator (and a small policy,
-    once the policy_controller exists); part:=offboard is the rest, on a workstation: waypoint manager,
-    planner (or baseline), recorder (record:=DIR) and trainer (trainer:=true). part:=all is both on one host."""
+    part:=robot is what runs on (or next to) the robot: the bridge and the state estimator, and with
+    controller:=policy the policy_controller (a 2x64 MLP: small enough for the robot's computer, and it keeps
+    following when the link is down); part:=offboard is the rest, on a workstation: waypoint manager, planner
+    (or baseline), recorder (record:=DIR) and trainer (trainer:=true). part:=all is both on one host."""
     agent, sim, controller, part = args['agent'], as_bool(args['sim']), args['controller'], args['part']
     if part not in PARTS:
         raise ValueError(f"follow: part must be one of {', '.join(PARTS)}, found {part!r}")
-    if controller == 'policy':
-        raise ValueError('follow: controller:=policy needs the policy_controller node (it would run in '
-                         'part:=robot), which this version does not ship yet')
-    if controller not in ('mpc', 'zero', 'random'):
-        raise ValueError(f"follow: controller must be mpc, zero or random, found {controller!r}")
+    if controller not in ('mpc', 'policy', 'zero', 'random'):
+        raise ValueError(f"follow: controller must be mpc, policy, zero or random, found {controller!r}")
     if args['mode'] not in ('realtime', 'lockstep'):
         raise ValueError(f"follow: mode must be realtime or lockstep, found {args['mode']!r}")
     if not sim:
@@ -182,6 +188,11 @@ def _follow_nodes(args: dict) -> list:
             'heading_weight': float(args['heading_weight']),
             'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['threads']),
             'wait_for_reference': args['mode'] == 'lockstep'}] + qos)
+    elif controller == 'policy':
+        # the distilled follower: same topics and safety as mpc_planner, a 2x64 MLP instead of K x H predictions
+        actor = NodeDesc('policy_controller', 'policy_controller', parameters=[{
+            **sim_time, 'agent': agent, 'policy_path': resolve_path(args['policy'] or default_policy_path(agent)),
+            'num_threads': int(args['threads']), 'wait_for_reference': args['mode'] == 'lockstep'}] + qos)
     else:
         actor = NodeDesc('baseline_actor', 'random_actor', parameters=[{
             'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}] + qos)
@@ -198,11 +209,10 @@ def _follow_nodes(args: dict) -> list:
             'wait_for_reset': as_bool(args['wait_for_reset'])}] + qos),
         NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}] + qos),
     ]
-    planning = [
-        NodeDesc('waypoint_manager', 'waypoint_manager', parameters=[{**sim_time, 'relative_to_start': True}]
-                 + qos),
-        actor,
-    ]
+    planning = [NodeDesc('waypoint_manager', 'waypoint_manager', parameters=[
+        {**sim_time, 'relative_to_start': True}] + qos)]
+    # The policy is the robot's own controller; the planner and the baselines run where the planning runs.
+    (robot if controller == 'policy' else planning).append(actor)
     # The recorder starts first, so that it is listening before the first messages.
     return {'robot': robot, 'offboard': recorder + trainer + planning,
             'all': recorder + trainer + robot + planning}[part]
@@ -218,7 +228,10 @@ register(GraphDesc(
                                     'lockstep: one step per action (deterministic, for evaluation)'),
                'model': ('', "dynamics checkpoint ('' : the shipped config/models/<agent>.pt)"),
                'planner': ('random_shooting', 'random_shooting (the paper), cem or mppi'),
-               'controller': ('mpc', 'mpc, or a baseline: zero or random actions'),
+               'controller': ('mpc', 'mpc; policy (the distilled follower, policy_controller); or a baseline: '
+                                     'zero or random actions'),
+               'policy': ('', "policy checkpoint for controller:=policy ('' : the shipped "
+                              "config/models/<agent>_follow_policy.pt)"),
                'num_samples': ('0', "K sampled action sequences (0: the agent's default)"),
                'horizon': ('0', "H planning horizon in steps (0: the agent's default)"),
                'alpha': ('1.0', 'weight of the perpendicular distance (paper Alg. 2)'),
@@ -231,8 +244,9 @@ register(GraphDesc(
                               'train the next model on them with mbmf-ros train --rl-bags'),
                'min_state_subscribers': ('2', 'listeners of /mbmf/state the bridge waits for before it steps'),
                'wait_for_reset': ('false', 'true: the first episode starts only when /mbmf/reset is called'),
-               'part': ('all', 'all: the whole graph on this host; robot: bridge and state estimator (on the '
-                               'robot); offboard: waypoint manager, planner, recorder, trainer (on a workstation)'),
+               'part': ('all', 'all: the whole graph on this host; robot: bridge, state estimator (and the policy '
+                               'with controller:=policy), on the robot; offboard: waypoint manager, planner, '
+                               'recorder, trainer, on a workstation'),
                'trainer': ('false', 'true: add the dynamics_trainer (/mbmf/train; announces new models to the '
                                     'planner)'),
                'action_timeout_s': ('0.5', "the bridge's watchdog period (real time): no action for this long "

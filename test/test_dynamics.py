@@ -156,7 +156,10 @@ def test_mixing_and_splits():
     assert len(_epoch_indices(10, 900, 0.1, rng)) == 1000  # small D_rand drawn with replacement
     trajs = pendulum_trajs(10, 5, seed=0)
     tr, va = split_by_trajectory(trajs, 0.2, seed=0)
-    assert len(tr) == 8 and len(va) == 2 and not {id(t) for t in tr} & {id(t) for t in va}
+    # Each trajectory's side is a hash of its name (stable as data is added), so the count is about 20 %.
+    assert len(tr) + len(va) == 10 and 1 <= len(va) <= 4 and not {id(t) for t in tr} & {id(t) for t in va}
+    big = pendulum_trajs(200, 2, seed=1)
+    assert 25 <= len(split_by_trajectory(big, 0.2, seed=0)[1]) <= 55
     tr, va = split_by_trajectory(trajs[:1], 0.2)  # one trajectory: cut in time, no overlap of transitions
     assert len(tr[0].actions) + len(va[0].actions) == 5
     np.testing.assert_array_equal(tr[0].states[-1], va[0].states[0])

@@ -20,7 +20,7 @@ def test_validate_accepts_and_returns_n_by_2():
     ([], 'shape'),
     ([[0.0, 0.0], [float('nan'), 1.0]], 'waypoint 1 is not finite'),
     ([[0.0, 0.0], [1.0, float('inf')], [2.0, 0.0]], 'waypoint 1 is not finite'),
-    ([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]], 'waypoints 1 and 2 are the same point'),
+    ([[1.0, 1.0], [1.0, 1.0], [1.0005, 1.0]], 'all 3 waypoints lie within 0.001 m'),
     ([1.0, 2.0, 3.0], 'shape'),
     ([['a', 'b'], ['c', 'd']], 'numbers'),
 ])

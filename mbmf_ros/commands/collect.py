@@ -21,6 +21,9 @@ def add_arguments(parser):
     parser.add_argument('--seed', type=int, default=0, help='seed of start states and actions (default 0)')
     parser.add_argument('--hold-steps', type=int, default=1,
                         help='keep each random action this many steps (default 1: i.i.d. as in the paper)')
+    parser.add_argument('--task', choices=('follow', 'forward'), default='follow',
+                        help='the task the data is for (default follow): forward draws no start heading from '
+                             'U(-pi, pi) (paper A.1: only the swimmer\'s trajectory-following data does)')
     parser.add_argument('--timeout', type=float, default=0.0,
                         help='give up after this many seconds (default 0: 60 s + 0.05 s per step)')
 
@@ -50,7 +53,9 @@ def run(args) -> int:
     t0 = time.monotonic()
     graph = start_graph('collect', {'agent': spec.name, 'rollouts': str(args.rollouts),
                                     'steps': str(args.steps), 'out': out, 'seed': str(args.seed),
-                                    'hold_steps': str(args.hold_steps)})
+                                    'hold_steps': str(args.hold_steps),
+                                    'heading_noise': 'false' if getattr(args, 'task', 'follow') == 'forward'
+                                    else 'default'})
     try:
         code = graph.wait(timeout)
         if code is None:

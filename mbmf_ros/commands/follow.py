@@ -2,6 +2,7 @@
 
     mbmf-ros follow --agent hexapod --path config/paths/left_turn.yaml --report left.json --plot left.png
     mbmf-ros follow --agent hexapod --path PATH.yaml --report zero.json --baseline zero
+    mbmf-ros follow --agent hexapod --path PATH.yaml --report pol.json --controller policy [--policy FILE]
 
 Starts the `follow` graph (mujoco_bridge in lock-step, state_estimator, waypoint_manager, mpc_planner), publishes
 the path on /waypoints (relative to the robot's start pose), waits until the waypoint manager says done (or the
@@ -64,7 +65,7 @@ def tracking_report(path_xy: np.ndarray, trajectory_xy: np.ndarray) -> dict:
 def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: str = '',
                planner: str = 'random_shooting', controller: str = 'mpc', num_samples: int = 0,
                horizon: int = 0, seed: int = 0, max_steps: int = 0, timeout_s: float = 300.0,
-               log=sys.stderr, quiet: bool = False, record: str = '') -> FollowRun:
+               log=sys.stderr, quiet: bool = False, record: str = '', policy: str = '') -> FollowRun:
     """Run the follow graph once over DDS and measure the executed trajectory against the path."""
     import rclpy
     from nav_msgs.msg import Path as PathMsg
@@ -82,7 +83,8 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     max_steps = max_steps or step_budget(path_xy, spec.follow_speed, spec.dt)
     arguments = {'agent': agent, 'model': model, 'planner': planner, 'controller': controller,
                  'num_samples': str(num_samples), 'horizon': str(horizon), 'seed': str(seed),
-                 'max_steps': str(max_steps), 'mode': 'lockstep', 'wait_for_reset': 'true', 'record': record}
+                 'max_steps': str(max_steps), 'mode': 'lockstep', 'wait_for_reset': 'true', 'record': record,
+                 'policy': policy}
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node(f'follow_{os.getpid()}', context=context)
@@ -159,6 +161,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     solve = [s.solve_time_s for s in status if s.active]
     report.update({
         'agent': agent, 'controller': controller, 'planner': planner if controller == 'mpc' else controller,
+        'policy': policy if controller == 'policy' else '',
         'samples': int(status[-1].samples) if status else 0, 'horizon': int(status[-1].horizon) if status else 0,
         # steps count from the reset (step 0); a state this observer missed does not shorten the run
         'steps': int(states[-1].step), 'missed_states': int(states[-1].step + 1 - len(states)),
@@ -180,7 +183,7 @@ def plot_runs(path_xy: np.ndarray, runs: dict, out: str, title: str = '') -> Non
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.plot(path_xy[:, 0], path_xy[:, 1], 'k--o', lw=1.5, ms=5, label='waypoints')
-    colours = {'mpc': 'tab:blue', 'zero': 'tab:gray', 'random': 'tab:red'}
+    colours = {'mpc': 'tab:blue', 'policy': 'tab:green', 'zero': 'tab:gray', 'random': 'tab:red'}
     for label, run in runs.items():
         r = run.report
         ax.plot(run.trajectory_xy[:, 0], run.trajectory_xy[:, 1], color=colours.get(label, None), lw=2,
@@ -209,6 +212,10 @@ def add_arguments(parser):
     parser.add_argument('--samples', type=int, default=0, help="K (0: the agent's default)")
     parser.add_argument('--horizon', type=int, default=0, help="H (0: the agent's default)")
     parser.add_argument('--baseline', choices=['zero', 'random'], help='run a baseline actor instead of MPC')
+    parser.add_argument('--controller', choices=['mpc', 'policy'], default='mpc',
+                        help='mpc (the planner) or policy (the distilled follower, policy_controller)')
+    parser.add_argument('--policy', default='', help='policy checkpoint for --controller policy '
+                        '(default: the shipped config/models/<agent>_follow_policy.pt)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--max-steps', type=int, default=0, help='step budget (0: from the path length)')
     parser.add_argument('--timeout', type=float, default=300.0, help='wall-clock limit in seconds')
@@ -220,7 +227,8 @@ def run(args) -> int:
     try:
         frame, points = load_path_file(args.path)
         result = run_follow(args.agent, points, frame, model=args.model, planner=args.planner,
-                            controller=args.baseline or 'mpc', num_samples=args.samples, horizon=args.horizon,
+                            controller=args.baseline or args.controller, num_samples=args.samples,
+                            horizon=args.horizon, policy=args.policy,
                             seed=args.seed, max_steps=args.max_steps, timeout_s=args.timeout,
                             record=os.path.abspath(args.record) if args.record else '')
     except (ValueError, TimeoutError, RuntimeError) as e:
@@ -230,6 +238,6 @@ def run(args) -> int:
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps(result.report, indent=2))
     if args.plot:
-        plot_runs(result.path_xy, {args.baseline or 'mpc': result}, args.plot, title=Path(args.path).stem)
+        plot_runs(result.path_xy, {args.baseline or args.controller: result}, args.plot, title=Path(args.path).stem)
     print(json.dumps(result.report, indent=2))
     return 0

@@ -56,10 +56,12 @@ class AgentSpec:
     velocity_source: 'twist' (the bridge's odometry twist; a simulator has it) or 'pose_difference'
     (differences of successive poses, filtered: what a robot with motion capture and no velocity sensor gets).
     start_noise_std: std of the Gaussian noise on the start positions and velocities (paper A.1: N(0, 0.001)).
-    heading_noise: True: the start heading is drawn from U(-pi, pi) (paper A.1, swimmer trajectory following).
     termination: (element, low, high) bounds; the episode ends when an element leaves [low, high]
     (cos_pitch bounds encode |pitch| limits).
-    forward_velocity_element: the state element of the paper's moving-forward reward (appendix C).
+    forward_velocity_element: the state element of the paper's moving-forward reward (appendix C): a velocity,
+    or 'x' for the rate of change of the world x of the pose point (the paper's agents: their centre of mass,
+    as rllab's ``get_body_comvel('torso')[0]``; their body-frame vx would reward swimming in any direction).
+    heading_noise: start headings from U(-pi, pi) in trajectory-following data (moving-forward data: never).
     ctrl_cost, ctrl_scale, alive_bonus: moving-forward reward r = v + alive_bonus - ctrl_cost*|a/ctrl_scale|^2.
     planner_defaults: {'num_samples': K, 'horizon': H} for trajectory following (the product task; for the
     hopper, which has no TF entry, its moving-forward values); forward_planner_defaults: the same for
@@ -175,7 +177,7 @@ SWIMMER = AgentSpec(
     # of the chain and swings up to 0.2 m per step while the body as a whole creeps. Velocities come from its
     # differences (the torso's twist would not match it).
     velocity_frame='heading', velocity_source='pose_difference', start_noise_std=0.001, heading_noise=True,
-    termination=(), forward_velocity_element='vx', ctrl_cost=0.5, ctrl_scale=50.0, alive_bonus=0.0,
+    termination=(), forward_velocity_element='x', ctrl_cost=0.5, ctrl_scale=50.0, alive_bonus=0.0,
     # TF: the paper's K=5000, H=5 stalled at corners (completion 0.60-0.76 on the example turns); H=10 with
     # K=2000 finishes them at 0.02-0.08 BL mean cross-track in ~110 ms per plan (under the 150 ms period).
     planner_defaults={'num_samples': 2000, 'horizon': 10},
@@ -190,9 +192,10 @@ HALF_CHEETAH = AgentSpec(
     action_names=('bthigh', 'bshin', 'bfoot', 'fthigh', 'fshin', 'ffoot'),
     dt=0.01, frame_skip=1, body_length=1.0, max_episode_steps=1000,   # timestep 0.01
     velocity_frame='heading', velocity_source='twist', start_noise_std=0.001, heading_noise=False,
-    termination=(), forward_velocity_element='vx', ctrl_cost=0.05, ctrl_scale=1.0, alive_bonus=0.0,
+    termination=(), forward_velocity_element='x', ctrl_cost=0.05, ctrl_scale=1.0, alive_bonus=0.0,
     planner_defaults={'num_samples': 1000, 'horizon': 10},
     forward_planner_defaults={'num_samples': 1000, 'horizon': 20},
+    sim={'pose_point': 'com_xy'},
 )
 
 HOPPER = AgentSpec(
@@ -203,9 +206,10 @@ HOPPER = AgentSpec(
     velocity_frame='heading', velocity_source='twist', start_noise_std=0.001, heading_noise=False,
     # rllab/Gym hopper: alive while z > 0.7 and |pitch| < 0.2
     termination=(('z', 0.7, math.inf), ('cos_pitch', math.cos(0.2), 1.0)),
-    forward_velocity_element='vx', ctrl_cost=0.005, ctrl_scale=200.0, alive_bonus=1.0,
+    forward_velocity_element='x', ctrl_cost=0.005, ctrl_scale=200.0, alive_bonus=1.0,
     planner_defaults={'num_samples': 1000, 'horizon': 40},
     forward_planner_defaults={'num_samples': 1000, 'horizon': 40},
+    sim={'pose_point': 'com_xy'},
 )
 
 ANT = AgentSpec(
@@ -215,9 +219,10 @@ ANT = AgentSpec(
     dt=0.02, frame_skip=2, body_length=0.5, max_episode_steps=1000,   # timestep 0.01
     velocity_frame='heading', velocity_source='twist', start_noise_std=0.001, heading_noise=False,
     termination=(('z', 0.2, 1.0),),   # rllab ant: alive while 0.2 <= z <= 1.0
-    forward_velocity_element='vx', ctrl_cost=0.005, ctrl_scale=150.0, alive_bonus=0.5,
+    forward_velocity_element='x', ctrl_cost=0.005, ctrl_scale=150.0, alive_bonus=0.5,
     planner_defaults={'num_samples': 7000, 'horizon': 15},
     forward_planner_defaults={'num_samples': 15000, 'horizon': 5},
+    sim={'pose_point': 'com_xy'},
 )
 
 AGENTS = {a.name: a for a in (HEXAPOD, SWIMMER, HALF_CHEETAH, HOPPER, ANT)}

@@ -15,8 +15,11 @@ from torch import nn
 from mbmf_ros.core.state import POSE_DIM, POSE_NAMES, apply_delta
 
 ACTIVATIONS = {'relu': nn.ReLU, 'tanh': nn.Tanh, 'silu': nn.SiLU, 'elu': nn.ELU}
-# Elements whose std is ~0 in the data (e.g. a pose that never moves) would divide by zero.
+# Elements whose std is ~0 in the data (e.g. a pose that never moves) would divide by zero. The floor is relative
+# to the element's scale, sqrt(mean^2 + std^2): an absolute 1e-6 turns a nearly-constant input such as cos_roll
+# of a robot that never tilts (1 +- 1e-7) into inputs of 1e3 for a tilt of 1e-3 rad that planning then visits.
 STD_FLOOR = 1e-6
+STD_FLOOR_RELATIVE = 1e-3
 
 
 class EnsembleLinear(nn.Module):
@@ -70,6 +73,12 @@ class DynamicsModel(nn.Module):
         self.register_buffer('in_std', torch.ones(S - POSE_DIM))
         self.register_buffer('out_mean', torch.zeros(S))
         self.register_buffer('out_std', torch.ones(S))
+        # (sin, cos) element pairs: renormalised to the unit circle after every predicted step, so that an
+        # open-loop rollout cannot drift to |(sin, cos)| != 1 (a state no data ever showed the network).
+        pairs = [(state_names.index(n), state_names.index('cos_' + n[4:])) for n in state_names
+                 if n.startswith('sin_') and 'cos_' + n[4:] in state_names]
+        self._sin_idx = [p[0] for p in pairs]
+        self._cos_idx = [p[1] for p in pairs]
 
     # --- configuration -------------------------------------------------------------------------------------
     @property
@@ -102,7 +111,9 @@ class DynamicsModel(nn.Module):
             if not torch.all(torch.isfinite(v)):
                 raise ValueError(f'DynamicsModel.set_normaliser: {name} is not finite: {v}')
             if name.endswith('std'):
-                v = v.clamp_min(STD_FLOOR)
+                mean = torch.as_tensor(in_mean if name == 'in_std' else out_mean, dtype=buf.dtype)
+                scale = torch.sqrt(mean * mean + v * v)
+                v = torch.maximum(v, (STD_FLOOR_RELATIVE * scale).clamp_min(STD_FLOOR))
             buf.copy_(v)
 
     # --- evaluation ----------------------------------------------------------------------------------------
@@ -127,14 +138,21 @@ class DynamicsModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, states, actions):
-        """Next states (E, K, S) in physical units; the pose is rolled forward with core.state.apply_delta.
+        """Next states (E, K, S) in physical units; the pose is rolled forward with core.state.apply_delta and
+        every (sin_<a>, cos_<a>) pair is put back on the unit circle.
 
         states: (E, K, S) or (K, S) (broadcast to all E members), float32 (float64 is accepted and kept);
         actions: (K, A) or (E, K, A), in [-1, 1]. One batched pass, no loop over rows.
         """
         states, actions = self._broadcast(states, actions)
         delta = self.predict_delta(states, actions)
-        return apply_delta(states, delta.to(states.dtype))
+        nxt = apply_delta(states, delta.to(states.dtype))
+        if self._sin_idx:
+            s, c = nxt[..., self._sin_idx], nxt[..., self._cos_idx]
+            norm = torch.sqrt(s * s + c * c).clamp_min(1e-6)
+            nxt[..., self._sin_idx] = s / norm
+            nxt[..., self._cos_idx] = c / norm
+        return nxt
 
     def _broadcast(self, states, actions):
         states = torch.as_tensor(states)

@@ -105,20 +105,36 @@ class Planner:
         """Roll K sequences actions (K, H, A) from ``state`` (S,).
 
         Returns (returns (K,) mean over members, states (E, K, H+1, S)).
+
+        A candidate whose predicted states or rewards turn non-finite under any member scores -inf (it ranks
+        last; a NaN would otherwise win an argmax). With a task that has ``healthy(next_states) -> (E, K)
+        bool`` (moving forward on the hopper and ant), termination is sticky: once a candidate is predicted to
+        fall, its later steps earn nothing (an episode ends when the agent falls), even if the model predicts
+        it back up.
         """
         K, H, _ = actions.shape
         E = _num_members(model)
         cur = state.to(self.dtype).expand(K, -1)
         traj = [cur.unsqueeze(0).expand(E, K, -1)]
         total = torch.zeros(E, K, dtype=self.dtype)
+        finite = torch.ones(E, K, dtype=torch.bool)
+        healthy = getattr(task, 'healthy', None)
+        alive = torch.ones(E, K, dtype=torch.bool) if healthy is not None else None
         for t in range(H):
             a = actions[:, t]
             nxt = model.predict(cur if t == 0 else traj[-1], a)
             if nxt.dim() == 2:                       # a plain (K, S) model, no ensemble dimension
                 nxt = nxt.unsqueeze(0)
-            total += task.reward(traj[-1], a, nxt)
+            r = task.reward(traj[-1], a, nxt)
+            finite &= torch.isfinite(r) & torch.isfinite(nxt).all(-1)
+            if alive is not None:
+                # The step on which it falls is scored by the task (no velocity, no bonus); the ones after: 0.
+                r = torch.where(alive, r, torch.zeros_like(r))
+                alive = alive & healthy(nxt)
+            total += torch.where(finite, r, torch.zeros_like(r))
             traj.append(nxt)
-        return total.mean(0), torch.stack(traj, 2)
+        returns = total.mean(0).masked_fill(~finite.all(0), -math.inf)
+        return returns, torch.stack(traj, 2)
 
     def plan(self, model, task, state) -> PlanResult:
         """Plan from ``state`` (S,) (numpy or tensor; full state, pose first). See the module docstring."""
@@ -131,6 +147,8 @@ class Planner:
             raise ValueError(f'{self.name}.plan: state has non-finite values: {state.tolist()}')
         with torch.no_grad():
             seq, ret, states, cand, info = self._optimise(model, task, state)
+        if not math.isfinite(float(ret)):
+            return self._no_plan(state, t0)
         seq = seq.clamp(-1.0, 1.0)
         self._previous = seq.clone()
         result = PlanResult(
@@ -141,6 +159,19 @@ class Planner:
         if cand is not None and self.keep_candidates:
             result.candidate_states = _mean_states(cand).numpy().astype(np.float32)
         return result
+
+    def _no_plan(self, state, t0) -> PlanResult:
+        """Every candidate was predicted non-finite: a zero action, the reason in ``info['reason']`` (the
+        mpc_planner node puts it into MpcStatus), and no warm start kept (it would carry the bad plan on)."""
+        self.reset()
+        H, A = self.horizon, self.action_dim
+        nan_states = np.full((H + 1, state.shape[0]), np.nan, dtype=np.float32)
+        nan_states[0] = state.numpy()
+        return PlanResult(action=np.zeros(A, np.float32), actions=np.zeros((H, A), np.float32),
+                          predicted_states=nan_states, best_reward=-math.inf,
+                          solve_time_s=time.perf_counter() - t0, num_samples=self.num_samples, horizon=H,
+                          planner=self.name, info={'reason': 'model predicts non-finite states or rewards for '
+                                                             'every candidate: zero action'})
 
     def _candidates(self, returns, states):
         """Predicted states (E, n, H+1, S) of the n best candidates, or None."""
@@ -211,18 +242,24 @@ class CEMPlanner(Planner):
             i = int(torch.argmax(returns))
             if float(returns[i]) > best[1]:
                 best = (actions[i].clone(), float(returns[i]), states[:, i].clone())
-            elites = actions[torch.topk(returns, n_elite).indices]
+            n_ok = int(torch.isfinite(returns).sum())
+            if n_ok == 0:          # nothing to refit to: keep the distribution, sample again
+                continue
+            elites = actions[torch.topk(returns, min(n_elite, n_ok)).indices]
             mean = self.momentum * mean + (1 - self.momentum) * elites.mean(0)
             std = (self.momentum * std + (1 - self.momentum) * elites.std(0, unbiased=False)).clamp_min(self.min_std)
         # Execute the best sequence seen (what random shooting would do), warm-start from the refitted mean.
         seq, ret, st = best
         self._mean_next = mean
+        if seq is None:            # every sample non-finite: plan() sends a zero action and says why
+            return torch.zeros(H, A, dtype=self.dtype), -math.inf, None, None, {}
         return seq, ret, st, self._candidates(returns, states), {'final_std': float(std.mean())}
 
     def plan(self, model, task, state) -> PlanResult:
         result = super().plan(model, task, state)
         # The next plan starts from the distribution's mean, not only the executed best sample.
-        self._previous = self._mean_next.clamp(-1.0, 1.0)
+        if math.isfinite(result.best_reward):
+            self._previous = self._mean_next.clamp(-1.0, 1.0)
         return result
 
 
@@ -257,13 +294,20 @@ class MPPIPlanner(Planner):
             _mix_uniform(actions, self.uniform_fraction, self.generator)
             actions[0] = mean
             returns, states = self.rollout(model, task, state, actions)
-            spread = (returns.max() - returns.min()).clamp_min(1e-9)
-            w = torch.softmax((returns - returns.max()) / (self.temperature * spread), 0)
+            ok = torch.isfinite(returns)
+            if not bool(ok.any()):     # nothing to weigh: keep the mean (never a NaN in the warm start)
+                continue
+            lo, hi = returns[ok].min(), returns[ok].max()
+            spread = (hi - lo).clamp_min(1e-9)
+            # Non-finite samples get weight exactly 0 (exp(-inf)).
+            w = torch.softmax((returns - hi) / (self.temperature * spread), 0)
             mean = (w[:, None, None] * actions).sum(0).clamp(-1.0, 1.0)
         # Predict the recombined plan once more. At a fork between two manoeuvres (turn left or right at a sharp
         # corner) the weighted average can be neither and stall the robot: then the best sample is executed.
         ret, st = self.rollout(model, task, state, mean.unsqueeze(0))
         i = int(torch.argmax(returns))
+        if not (math.isfinite(float(returns[i])) or math.isfinite(float(ret[0]))):
+            return mean, -math.inf, None, None, {}
         if float(returns[i]) > float(ret[0]):
             return actions[i], returns[i], states[:, i], self._candidates(returns, states), {'fallback': True}
         return mean, ret[0], st[:, 0], self._candidates(returns, states), {'fallback': False}

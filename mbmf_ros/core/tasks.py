@@ -11,7 +11,10 @@ step of each of K candidates under each of E ensemble members. A planner sums it
   horizon the progress terms telescope to ``beta * (proj(s_H) - proj(s_0))``, ``s_0`` the true current state:
   exactly Alg. 2's sum of ``proj_t - proj_{t-1}``. An optional heading term (``heading_weight``, per rad)
   penalises facing away from the closest segment's direction (used on the real millirobot, DESIGN §2).
-* ``MovingForwardTask``: appendix C.2, ``r = s'[forward velocity] + alive_bonus - ctrl_cost * ||a / scale||^2``.
+* ``MovingForwardTask``: appendix C.2, ``r = s'[forward velocity] + alive_bonus - ctrl_cost * ||a / scale||^2``,
+  the forward velocity being the world-frame x velocity of the centre of mass, ``(s'[x] - s[x]) / dt``, as in
+  the paper's rllab agents (``get_body_comvel('torso')[0]``); the pose point of the paper's agents is their
+  centre of mass (``sim.pose_point``).
 """
 from __future__ import annotations
 
@@ -142,18 +145,23 @@ class TrajectoryFollowingTask(Task):
 
 
 class MovingForwardTask(Task):
-    """Moving forward (appendix C.2): ``r = s'[velocity_index] + alive_bonus - ctrl_cost * |a / ctrl_scale|^2``.
+    """Moving forward (appendix C.2): ``r = v + alive_bonus - ctrl_cost * |a / ctrl_scale|^2``.
 
-    velocity_index: index in the full state of the forward velocity (m/s); ctrl_cost, ctrl_scale: the paper's
-    action penalty (actions normalised to [-1, 1]); alive_bonus: per step. termination: (index, low, high)
-    bounds; a predicted state outside them earns no velocity reward and no alive bonus (the public code's
-    "done" test for the hopper and ant, applied per step since a task is stateless).
+    velocity_index: index in the full state of the forward velocity (m/s), or, with ``dt`` > 0, of a position
+    whose rate of change is the velocity: ``v = (s'[i] - s[i]) / dt`` (index 0 = x: the world-frame x velocity
+    of the pose point, the paper's reward). ctrl_cost, ctrl_scale: the paper's action penalty (actions
+    normalised to [-1, 1]); alive_bonus: per step. termination: (index, low, high) bounds; a predicted state
+    outside them earns no velocity reward and no alive bonus (the public code's "done" test for the hopper and
+    ant); ``healthy`` lets a planner make that sticky along its horizon.
     """
     name = 'moving_forward'
 
     def __init__(self, velocity_index: int, ctrl_cost: float = 0.0, alive_bonus: float = 0.0,
-                 ctrl_scale: float = 1.0, termination=()):
+                 ctrl_scale: float = 1.0, termination=(), dt: float = 0.0):
         self.velocity_index = int(velocity_index)
+        self.dt = float(dt)
+        if self.dt < 0 or not math.isfinite(self.dt):
+            raise ValueError(f'MovingForwardTask: dt must be >= 0 s (0: velocity_index is a velocity), found {dt!r}')
         self.ctrl_cost = float(ctrl_cost)
         self.ctrl_scale = float(ctrl_scale)
         if not self.ctrl_scale > 0:
@@ -164,7 +172,8 @@ class MovingForwardTask(Task):
     @classmethod
     def for_agent(cls, spec) -> 'MovingForwardTask':
         """From an ``AgentSpec`` (core.agents): its forward_velocity_element, ctrl_cost, ctrl_scale,
-        alive_bonus and termination bounds."""
+        alive_bonus and termination bounds. A pose element ('x') as forward_velocity_element means its rate of
+        change over one control period spec.dt: the world-frame velocity of the pose point."""
         names = list(spec.state_names)
         if spec.forward_velocity_element not in names:
             raise ValueError(f'agent {spec.name}: forward_velocity_element {spec.forward_velocity_element!r} '
@@ -174,19 +183,31 @@ class MovingForwardTask(Task):
             if element not in names:
                 raise ValueError(f'agent {spec.name}: termination element {element!r} is not a state element')
             bounds.append((names.index(element), low, high))
-        return cls(names.index(spec.forward_velocity_element), spec.ctrl_cost, spec.alive_bonus,
-                   getattr(spec, 'ctrl_scale', 1.0), bounds)
+        element = spec.forward_velocity_element
+        dt = float(spec.dt) if element in ('x', 'y') else 0.0
+        return cls(names.index(element), spec.ctrl_cost, spec.alive_bonus, getattr(spec, 'ctrl_scale', 1.0),
+                   bounds, dt)
+
+    def velocity(self, states, next_states):
+        """The forward velocity (m/s) of each transition, (E, K) / (...)."""
+        if self.dt > 0:
+            return (next_states[..., self.velocity_index] - states[..., self.velocity_index]) / self.dt
+        return next_states[..., self.velocity_index]
+
+    def healthy(self, next_states):
+        """(E, K) bool: inside the termination bounds (and finite); all True without bounds."""
+        ok = torch.isfinite(next_states).all(-1)
+        for i, lo, hi in self.termination:
+            v = next_states[..., i]
+            ok &= (v >= lo) & (v <= hi)
+        return ok
 
     def reward(self, states, actions, next_states):
         scaled = actions / self.ctrl_scale
         ctrl = self.ctrl_cost * (scaled * scaled).sum(-1)      # (K,) or (E, K)
-        gain = next_states[..., self.velocity_index] + self.alive_bonus
+        gain = self.velocity(states, next_states) + self.alive_bonus
         if self.termination:
-            healthy = torch.isfinite(next_states).all(-1)
-            for i, lo, hi in self.termination:
-                v = next_states[..., i]
-                healthy &= (v >= lo) & (v <= hi)
-            gain = torch.where(healthy, gain, torch.zeros_like(gain))
+            gain = torch.where(self.healthy(next_states), gain, torch.zeros_like(gain))
         return gain - ctrl
 
 

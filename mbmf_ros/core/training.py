@@ -79,9 +79,26 @@ def to_transitions(trajectories) -> Transitions:
                        np.concatenate([t.states[1:] for t in trajectories]).astype(np.float64))
 
 
+def trajectory_key(t) -> str:
+    """A name for a trajectory that stays the same however many others are loaded beside it: its source (bag),
+    episode and first step."""
+    steps = getattr(t, 'steps', None)
+    first = int(steps[0]) if steps is not None and len(steps) else 0
+    return f'{getattr(t, "source", "")}|{getattr(t, "episode", 0)}|{first}'
+
+
+def _unit_hash(key: str, seed: int) -> float:
+    import hashlib
+    h = hashlib.sha256(f'{seed}|{key}'.encode()).digest()
+    return int.from_bytes(h[:8], 'little') / 2.0 ** 64
+
+
 def split_by_trajectory(trajectories, validation_fraction: float, seed: int = 0):
     """(train, validation) lists of trajectories; at least one trajectory in each when there are >= 2.
 
+    Each trajectory's side follows from a hash of its ``trajectory_key`` and the seed alone (validation when
+    the hash is below validation_fraction; when none is, the one with the smallest hash), so aggregation
+    iterations that add trajectories never move one already trained on into validation.
     A single trajectory is cut in time instead (first part train, last part validation) so that no
     validation transition is seen in training.
     """
@@ -95,10 +112,12 @@ def split_by_trajectory(trajectories, validation_fraction: float, seed: int = 0)
         if cut >= T:
             return trajs, []
         return [_slice(t, 0, cut)], [_slice(t, cut, T)]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(trajs))
-    n_val = min(len(trajs) - 1, max(1, int(round(len(trajs) * validation_fraction))))
-    val = set(order[:n_val].tolist())
+    u = [_unit_hash(trajectory_key(t), seed) for t in trajs]
+    val = {i for i, h in enumerate(u) if h < validation_fraction}
+    if not val:
+        val = {int(np.argmin(u))}
+    if len(val) == len(trajs):        # keep at least one for training: the largest hash
+        val.discard(int(np.argmax(u)))
     return [t for i, t in enumerate(trajs) if i not in val], [t for i, t in enumerate(trajs) if i in val]
 
 
@@ -251,9 +270,10 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
     y_all = torch.cat([t[1] for t in tensors])
     n_rand, n_rl = (len(d_rand) if d_rand else 0), (len(d_rl) if d_rl else 0)
     E, B = model.num_members, cfg.batch_size
-    # Bootstrap: member e sees the epoch's indices through its own resample (identity for one member).
-    boots = [np.arange(n_rand + n_rl)] if E == 1 else [rng.integers(0, n_rand + n_rl, n_rand + n_rl)
-                                                       for _ in range(E)]
+    # Bootstrap: member e sees the epoch's indices through its own resample (identity for one member). Each
+    # part is resampled within itself, so every member keeps the epoch's D_rand/D_rl mix (paper: 10-90).
+    boots = [np.arange(n_rand + n_rl)] if E == 1 else [
+        np.concatenate([rng.integers(0, n_rand, n_rand), n_rand + rng.integers(0, n_rl, n_rl)]) for _ in range(E)]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history, seen, stopped = [], 0, False
     t0 = time.perf_counter()

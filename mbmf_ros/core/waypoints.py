@@ -21,8 +21,10 @@ from typing import Iterable, Sequence
 import numpy as np
 
 DEFAULT_WORLD_FRAMES = ('odom', 'world', 'map')
-# Two consecutive waypoints closer than this (m) make a zero-length segment with no direction.
-MIN_SEGMENT_LENGTH_M = 1e-6
+# Consecutive waypoints closer than this (m) are merged into one: a (nearly) zero-length segment has no
+# usable direction (its heading is noise) and its own "closest segment" ties at a corner.
+MERGE_DISTANCE_M = 1e-3
+MIN_SEGMENT_LENGTH_M = MERGE_DISTANCE_M
 
 
 class PathError(ValueError):
@@ -36,8 +38,10 @@ def validate_path(points, frame_id: str | None = None, accepted_frames: Iterable
     points: anything array-like of shape (N, 2) (or (N, >=2): only x, y are used, e.g. from poses).
     frame_id / accepted_frames: when ``accepted_frames`` is given, ``frame_id`` must be one of them.
     source: names the input in error messages (a file name, a topic).
-    Raises PathError naming the waypoint and the expected/found value: fewer than 2 points, non-finite
-    values, consecutive duplicates (a zero-length segment), an unknown frame.
+    Consecutive waypoints closer than MERGE_DISTANCE_M (1 mm) are merged (the first of a run is kept, but the
+    path's last waypoint always stays its end).
+    Raises PathError naming the waypoint and the expected/found value: fewer than 2 points (also after
+    merging), non-finite values, an unknown frame.
     """
     if accepted_frames is not None:
         accepted = tuple(accepted_frames)
@@ -57,13 +61,16 @@ def validate_path(points, frame_id: str | None = None, accepted_frames: Iterable
         i = int(np.flatnonzero(bad)[0])
         raise PathError(f'{source}: waypoint {i} is not finite: {arr[i].tolist()} '
                         f'({int(bad.sum())} non-finite waypoint(s) in all)')
-    seg_len = np.linalg.norm(np.diff(arr, axis=0), axis=1)
-    short = seg_len < MIN_SEGMENT_LENGTH_M
-    if short.any():
-        i = int(np.flatnonzero(short)[0])
-        raise PathError(f'{source}: waypoints {i} and {i + 1} are the same point {arr[i].tolist()}; '
-                        f'consecutive waypoints must be at least {MIN_SEGMENT_LENGTH_M} m apart')
-    return arr
+    keep = [0]
+    for i in range(1, len(arr)):
+        if np.linalg.norm(arr[i] - arr[keep[-1]]) >= MERGE_DISTANCE_M:
+            keep.append(i)
+        elif i == len(arr) - 1 and len(keep) > 1:
+            keep[-1] = i          # the end of the path stays where it was given
+    if len(keep) < 2:
+        raise PathError(f'{source}: all {len(arr)} waypoints lie within {MERGE_DISTANCE_M} m of '
+                        f'{arr[0].tolist()}: a path needs two points at least {MERGE_DISTANCE_M} m apart')
+    return np.ascontiguousarray(arr[keep])
 
 
 def transform_points(points, pose) -> np.ndarray:
@@ -129,6 +136,9 @@ class WaypointPath:
         """Project one point (x, y) onto the closest segment of the window (see ``segment_window``).
         Ties go to the earliest segment, or with ``prefer_later`` to the latest (at a corner: the next one)."""
         p = np.asarray(xy, dtype=np.float64)[:2]
+        if p.shape != (2,) or not np.all(np.isfinite(p)):
+            raise ValueError(f'WaypointPath.project: point (x, y) must be 2 finite numbers in metres, found '
+                             f'{p.tolist()}')
         lo, hi = self.segment_window(first, lookahead_m, from_m)
         starts, vecs, lens = self.starts[lo:hi], self.vectors[lo:hi], self.lengths[lo:hi]
         rel = p[None, :] - starts
@@ -194,7 +204,12 @@ class ProgressTracker:
         self.last: Projection | None = None
 
     def update(self, xy) -> TrackingState:
-        """Advance with the robot's position (x, y) (m) and return the tracking state."""
+        """Advance with the robot's position (x, y) (m) and return the tracking state.
+        ValueError when the position is not finite (a lost pose must stop the robot, not index nothing)."""
+        p = np.asarray(xy, dtype=np.float64).reshape(-1)
+        if p.size < 2 or not np.all(np.isfinite(p[:2])):
+            raise ValueError(f'ProgressTracker.update: robot position (x, y) must be 2 finite numbers in metres, '
+                             f'found {p[:2].tolist()}')
         # At a corner the robot moves on to the next segment as soon as it is as close to it as to this one.
         proj = self.path.project(xy, self.segment, self.lookahead_m, self.progress_m, prefer_later=True)
         self.last = proj
@@ -222,3 +237,18 @@ def path_length(points: Sequence) -> float:
 def step_budget(points: Sequence, speed_m_s: float, dt: float) -> int:
     """Control steps allowed to follow a path: 3x the time at ``speed_m_s``, plus 2 s to get going."""
     return int(math.ceil((3.0 * path_length(points) / speed_m_s + 2.0) / dt))
+
+
+def random_path(rng: np.random.Generator, segments: tuple = (1, 4), length_m: tuple = (0.2, 0.6),
+                max_turn_deg: float = 135.0) -> np.ndarray:
+    """A random polyline (N, 2), m, relative to the start pose: first along +x, then each segment turned by
+    U(-max_turn_deg, max_turn_deg) from the previous one. segments: (min, max) number of segments; length_m:
+    (min, max) length of each. Used to train the distilled path follower on paths no user drew."""
+    n = int(rng.integers(segments[0], segments[1] + 1))
+    points, heading = [np.zeros(2)], 0.0
+    for i in range(n):
+        if i:
+            heading += math.radians(rng.uniform(-max_turn_deg, max_turn_deg))
+        step = rng.uniform(*length_m)
+        points.append(points[-1] + step * np.array([math.cos(heading), math.sin(heading)]))
+    return np.asarray(points)

@@ -1,4 +1,4 @@
-"""Dynamics checkpoints: one file with weights, normaliser, agent, layout, config, provenance and metrics.
+"""Dynamics and policy checkpoints: one file with weights, normaliser, agent, layout, config, provenance and metrics.
 
 Format: ``torch.save`` of a dict of plain types + tensors (loaded with ``weights_only=True``, so a checkpoint
 cannot run code). Writing is atomic: a temp file in the same folder, fsync, then ``os.replace``: a crash never
@@ -37,9 +37,7 @@ def _plain(meta):
 
 def save_checkpoint(path, model: DynamicsModel, meta: dict | None = None) -> Path:
     """Write model + meta (provenance, metrics, training config; plain types) to path atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
+    return _atomic_save(path, {
         'format': FORMAT,
         'agent': model.agent,
         'state_names': list(model.state_names),
@@ -47,7 +45,12 @@ def save_checkpoint(path, model: DynamicsModel, meta: dict | None = None) -> Pat
         'model_config': model.config(),
         'state_dict': {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         'meta': _plain(meta or {}),
-    }
+    })
+
+
+def _atomic_save(path, payload: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
         with os.fdopen(fd, 'wb') as f:
@@ -62,8 +65,9 @@ def save_checkpoint(path, model: DynamicsModel, meta: dict | None = None) -> Pat
     return path
 
 
-def read_checkpoint(path) -> dict:
-    """The raw checkpoint dict. Raises ValueError naming the file when it is not an mbmf_ros checkpoint."""
+def read_checkpoint(path, expected_format: str = FORMAT) -> dict:
+    """The raw checkpoint dict. Raises ValueError naming the file when it is not an mbmf_ros checkpoint of
+    ``expected_format``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'checkpoint {path} does not exist')
@@ -71,9 +75,9 @@ def read_checkpoint(path) -> dict:
         data = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise ValueError(f'{path}: not a readable checkpoint ({type(e).__name__}: {e})') from e
-    if not isinstance(data, dict) or data.get('format') != FORMAT:
+    if not isinstance(data, dict) or data.get('format') != expected_format:
         found = data.get('format') if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f'{path}: format {found!r}, expected {FORMAT!r}')
+        raise ValueError(f'{path}: format {found!r}, expected {expected_format!r}')
     return data
 
 
@@ -97,3 +101,46 @@ def load_checkpoint(path, agent: str | None = None, state_names=None, action_nam
     model.load_state_dict(data['state_dict'])
     model.eval()
     return model, data['meta']
+
+
+POLICY_FORMAT = 'mbmf_ros.policy/1'
+
+
+def save_policy(path, policy, meta: dict | None = None) -> Path:
+    """Write a GaussianPolicy (core.policy) + meta to path atomically: its agent, state layout, observation
+    (kind, element names, lookahead) and action names travel with the weights."""
+    return _atomic_save(path, {
+        'format': POLICY_FORMAT,
+        'agent': policy.agent,
+        'state_names': list(policy.observation.state_names),
+        'observation_names': list(policy.observation.names),
+        'action_names': list(policy.action_names),
+        'policy_config': policy.config(),
+        'state_dict': {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()},
+        'meta': _plain(meta or {}),
+    })
+
+
+def load_policy(path, agent: str | None = None, state_names=None, action_names=None, observation_kind=None):
+    """(GaussianPolicy in eval mode, meta). Checks agent, state layout, actions and observation kind when given.
+
+    Raises CheckpointMismatch naming both the checkpoint's and the expected agent/layout, as load_checkpoint.
+    """
+    from mbmf_ros.core.policy import GaussianPolicy
+    data = read_checkpoint(path, POLICY_FORMAT)
+    cfg = data['policy_config']
+    problems = []
+    if agent is not None and agent != data['agent']:
+        problems.append(f'agent {data["agent"]!r} (expected {agent!r})')
+    if state_names is not None and tuple(state_names) != tuple(data['state_names']):
+        problems.append(f'state names {list(data["state_names"])} (expected {list(state_names)})')
+    if action_names is not None and tuple(action_names) != tuple(data['action_names']):
+        problems.append(f'action names {list(data["action_names"])} (expected {list(action_names)})')
+    if observation_kind is not None and observation_kind != cfg['observation']['kind']:
+        problems.append(f'observation {cfg["observation"]["kind"]!r} (expected {observation_kind!r})')
+    if problems:
+        raise CheckpointMismatch(f'policy checkpoint {path} was made for ' + '; '.join(problems))
+    policy = GaussianPolicy.from_config(cfg)
+    policy.load_state_dict(data['state_dict'])
+    policy.eval()
+    return policy, data['meta']

@@ -251,6 +251,12 @@ class MpcPlanner(Node):
             self.get_logger().error(status.reason)
             self.pub_status.publish(status)
             return
+        if 'reason' in result.info:     # every candidate predicted non-finite: the planner chose zeros
+            self._send(msg, result.action, 'zero')
+            status.active, status.reason = False, result.info['reason']
+            status.solve_time_s = result.solve_time_s
+            self.pub_status.publish(status)
+            return
         self._send(msg, result.action, 'mpc')
         status.active, status.reason = True, 'ok'
         status.solve_time_s, status.best_predicted_reward = result.solve_time_s, result.best_reward

@@ -51,6 +51,8 @@ class MujocoBridge(Node):
         agent = self.declare_parameter('agent', 'hexapod').value
         self.mode = self.declare_parameter('mode', 'lockstep').value
         seed = int(self.declare_parameter('seed', 0).value)
+        # 'default': the agent's (trajectory-following data); 'true'/'false': start headings from U(-pi, pi) or not
+        heading_noise = str(self.declare_parameter('heading_noise', 'default').value).lower()
         max_steps = int(self.declare_parameter('max_episode_steps', 0).value)
         self.max_episodes = int(self.declare_parameter('max_episodes', 0).value)
         self.min_state_subscribers = int(self.declare_parameter('min_state_subscribers', 1).value)
@@ -71,7 +73,11 @@ class MujocoBridge(Node):
         except ValueError as e:
             raise SystemExit(f'mujoco_bridge: parameter agent: {e}')
         # max_episode_steps 0: the agent's default; -1: no limit (an interactive robot waiting for paths)
-        self.sim = Simulation(self.spec, max_episode_steps=None if max_steps == 0 else max(max_steps, 0), seed=seed)
+        if heading_noise not in ('default', 'true', 'false'):
+            raise SystemExit(f'mujoco_bridge: parameter heading_noise: expected default, true or false, found '
+                             f'{heading_noise!r}')
+        self.sim = Simulation(self.spec, max_episode_steps=None if max_steps == 0 else max(max_steps, 0), seed=seed,
+                              heading_noise=None if heading_noise == 'default' else heading_noise == 'true')
         self.joint_names = [j.mujoco_joint for j in self.spec.joints]
 
         self.pub_clock = self.create_publisher(Clock, T.CLOCK, 10)

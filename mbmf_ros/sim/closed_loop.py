@@ -1,7 +1,8 @@
-"""The follow loop in one process, without ROS: simulation -> planner -> simulation, for comparing planners and
-settings quickly (bench/bench_follow.py). The product runs the same pieces as nodes over DDS (`mbmf-ros
-follow`); this loop mirrors its defaults (path relative to the start pose, 5 cm goal tolerance, 0.5 m
-lookahead, the step budget of `mbmf-ros follow`).
+"""The follow loop in one process, without ROS: simulation -> planner (or policy) -> simulation, for comparing
+planners and settings quickly (bench/bench_follow.py) and for generating DAgger data for the distilled path
+follower (core/policy.py). The product runs the same pieces as nodes over DDS (`mbmf-ros follow`); this loop
+mirrors its defaults (path relative to the start pose, 5 cm goal tolerance, 0.5 m lookahead, the step budget
+of `mbmf-ros follow`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import numpy as np
 
 @dataclass
 class LoopResult:
+    """mean/max cross-track (m), completion (0..1), done, steps, mean time per action (s; the planner's or the
+    policy's), trajectory_xy (steps+1, 2) m. With ``record``: observations (T, dim) the policy's inputs at the
+    visited states and labels (T, A) the MPC expert's action there."""
     mean_cross_track_m: float
     max_cross_track_m: float
     completion: float
@@ -20,12 +24,23 @@ class LoopResult:
     steps: int
     mean_solve_time_s: float
     trajectory_xy: np.ndarray
+    observations: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
 
 def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shooting', num_samples: int = 0,
                       horizon: int = 0, seed: int = 0, max_steps: int = 0, goal_tolerance_m: float = 0.05,
-                      lookahead_m: float = 0.5, **planner_kwargs) -> LoopResult:
-    """Follow ``path_xy`` (N, 2), given relative to the start pose, with ``model`` on the simulated ``agent``."""
+                      lookahead_m: float = 0.5, policy=None, record: bool = False, noise_std: float = 0.0,
+                      give_up_m: float = 0.0, **planner_kwargs) -> LoopResult:
+    """Follow ``path_xy`` (N, 2), given relative to the start pose, on the simulated ``agent``.
+
+    model: the dynamics model of the MPC. policy: a GaussianPolicy with a 'path' observation (core.policy): it
+    acts instead of the MPC. record: also run the MPC at every visited state and return its actions as labels
+    (DAgger) with the policy's observations (``policy`` or a fresh path observation of the agent is needed for
+    the observation layout: pass ``record=Observation`` to give it). noise_std: Gaussian noise (actions units)
+    added to the MPC's action before execution when the MPC acts (paper B: 0.005). give_up_m: end the run when
+    the cross-track error exceeds it (> 0; DAgger: states far off any path teach little and cost expert time).
+    """
     from mbmf_ros.core.agents import get_agent
     from mbmf_ros.core.planners import make_planner
     from mbmf_ros.core.tasks import make_task
@@ -34,29 +49,49 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
 
     spec = get_agent(agent)
     sim = Simulation(spec, seed=seed)
+    rng = np.random.default_rng(seed + 7)
     state = np.asarray(sim.reset().estimate.values, dtype=np.float64)
     path = WaypointPath(transform_points(np.asarray(path_xy, dtype=np.float64), state[:3]))
     task = make_task('trajectory_following', spec, lookahead_m=lookahead_m)
     task.set_path(path)
     tracker = ProgressTracker(path, lookahead_m, goal_tolerance_m)
     defaults = spec.planner_defaults
+    use_mpc = policy is None or bool(record)
     plan = make_planner(planner, spec.action_dim, horizon or int(defaults['horizon']),
-                        num_samples or int(defaults['num_samples']), seed, **planner_kwargs)
+                        num_samples or int(defaults['num_samples']), seed, **planner_kwargs) if use_mpc else None
+    observe = policy.observation if policy is not None else (record if not isinstance(record, bool) else None)
+    if record and observe is None:
+        raise ValueError('follow_in_process: record needs the observation layout (a policy, or record=Observation)')
     max_steps = max_steps or step_budget(path_xy, spec.follow_speed, spec.dt)
-    cross, xy, solve = [], [state[:2].copy()], []
+    cross, xy, solve, observations, labels = [], [state[:2].copy()], [], [], []
     for _ in range(max_steps):
         tracking = tracker.update(state[:2])
         cross.append(tracking.cross_track_m)
         task.update(state)
-        if tracking.done:
+        if tracking.done or 0 < give_up_m < tracking.cross_track_m:
             break
-        t0 = time.perf_counter()
-        action = plan.plan(model, task, state).action
-        solve.append(time.perf_counter() - t0)
-        state = np.asarray(sim.step(np.asarray(action, dtype=np.float64)).estimate.values, dtype=np.float64)
+        obs = observe(state, path, tracker.last.progress_m) if observe is not None else None
+        expert = None
+        if use_mpc:
+            t0 = time.perf_counter()
+            expert = np.asarray(plan.plan(model, task, state).action, dtype=np.float64)
+            if policy is None:
+                solve.append(time.perf_counter() - t0)
+        if policy is not None:
+            t0 = time.perf_counter()
+            action = policy.act(obs)
+            solve.append(time.perf_counter() - t0)
+        else:
+            action = expert + (rng.normal(0.0, noise_std, expert.shape) if noise_std > 0 else 0.0)
+        if record:
+            observations.append(obs)
+            labels.append(expert)
+        state = np.asarray(sim.step(np.clip(action, -1.0, 1.0)).estimate.values, dtype=np.float64)
         xy.append(state[:2].copy())
     else:
         tracking = tracker.update(state[:2])
         cross.append(tracking.cross_track_m)
     return LoopResult(float(np.mean(cross)), float(np.max(cross)), float(tracking.progress), bool(tracking.done),
-                      len(xy) - 1, float(np.mean(solve)) if solve else 0.0, np.asarray(xy))
+                      len(xy) - 1, float(np.mean(solve)) if solve else 0.0, np.asarray(xy),
+                      np.asarray(observations, dtype=np.float32).reshape(len(observations), -1) if record else None,
+                      np.asarray(labels, dtype=np.float32).reshape(len(labels), -1) if record else None)

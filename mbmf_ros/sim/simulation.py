@@ -47,9 +47,12 @@ def check_action(action, action_dim: int) -> np.ndarray | None:
 
 
 class Simulation:
-    """One agent in MuJoCo. agent: name or AgentSpec; max_episode_steps: None = the spec's, 0 = no limit."""
+    """One agent in MuJoCo. agent: name or AgentSpec; max_episode_steps: None = the spec's, 0 = no limit.
+    heading_noise: start headings from U(-pi, pi); None = the spec's (``spec.heading_noise`` describes the
+    trajectory-following data: the paper's A.1 draws the swimmer's heading for that task only)."""
 
-    def __init__(self, agent: str | AgentSpec, max_episode_steps: int | None = None, seed: int | None = None):
+    def __init__(self, agent: str | AgentSpec, max_episode_steps: int | None = None, seed: int | None = None,
+                 heading_noise: bool | None = None):
         self.spec = get_agent(agent) if isinstance(agent, str) else agent
         spec = self.spec
         self.model = mujoco.MjModel.from_xml_path(spec.model_file)
@@ -78,9 +81,13 @@ class Simulation:
         self.max_episode_steps = spec.max_episode_steps if max_episode_steps is None else int(max_episode_steps)
         self.steering_gain = float(spec.sim.get('steering_gain', 1.0))
         self.average_rates = bool(spec.sim.get('average_rates', False))
-        self.pose_point = spec.sim.get('pose_point', 'root')   # 'com': the pose is at the centre of mass
-        if self.pose_point not in ('root', 'com'):
-            raise ValueError(f"agent {spec.name}: sim pose_point must be root or com, found {self.pose_point!r}")
+        self.heading_noise = bool(spec.heading_noise if heading_noise is None else heading_noise)
+        # 'com': the pose is at the centre of mass; 'com_xy': x, y of the centre of mass, z of the root body (the
+        # height that the hopper's and ant's termination bounds are written for).
+        self.pose_point = spec.sim.get('pose_point', 'root')
+        if self.pose_point not in ('root', 'com', 'com_xy'):
+            raise ValueError(f"agent {spec.name}: sim pose_point must be root, com or com_xy, found "
+                             f"{self.pose_point!r}")
         self.estimator = StateEstimator(spec)
         self.rng = np.random.default_rng(seed)
         self.episode = -1
@@ -97,7 +104,7 @@ class Simulation:
 
     def reset(self, seed: int | None = None) -> StepResult:
         """Start a new episode from the model's initial state plus noise (paper A.1): N(0, start_noise_std)
-        on every position and velocity, and a heading from U(-pi, pi) when ``spec.heading_noise``.
+        on every position and velocity, and a heading from U(-pi, pi) when ``heading_noise``.
         seed: None continues this simulation's random stream. Returns step 0."""
         if seed is not None:
             self.rng = np.random.default_rng(seed)
@@ -105,7 +112,7 @@ class Simulation:
         mujoco.mj_resetData(m, d)
         d.qpos[:] += self.rng.normal(0.0, spec.start_noise_std, m.nq)
         d.qvel[:] += self.rng.normal(0.0, spec.start_noise_std, m.nv)
-        if spec.heading_noise:
+        if self.heading_noise:
             heading = self.rng.uniform(-math.pi, math.pi)
             if m.jnt_type[0] == mujoco.mjtJoint.mjJNT_FREE:
                 q = d.qpos[3:7].copy()
@@ -133,11 +140,8 @@ class Simulation:
         if a is None:
             self.rejected_actions += 1
             a = np.zeros(self.spec.action_dim)
-        if self.steering_gain != 1.0 and self.spec.action_dim == 2:
-            mean, half = 0.5 * (a[0] + a[1]), 0.5 * (a[0] - a[1])
-            a = np.array([mean + self.steering_gain * half, mean - self.steering_gain * half])
         m, d = self.model, self.data
-        d.ctrl[:] = a
+        d.ctrl[:] = self.motor_targets(a)
         gyro_sum = np.zeros(3)
         for _ in range(self.spec.frame_skip):
             mujoco.mj_step(m, d)
@@ -149,6 +153,14 @@ class Simulation:
         self._avg_gyro = gyro_sum / self.spec.frame_skip if self.average_rates else None
         self.step_count += 1
         return self._result()
+
+    def motor_targets(self, a: np.ndarray) -> np.ndarray:
+        """The actuator controls for a checked action (action_dim,): two-motor agents mix the commands as their
+        motor board does (``steering_gain``); the device emulator drives the same physics through this."""
+        if self.steering_gain != 1.0 and self.spec.action_dim == 2:
+            mean, half = 0.5 * (a[0] + a[1]), 0.5 * (a[0] - a[1])
+            return np.array([mean + self.steering_gain * half, mean - self.steering_gain * half])
+        return np.asarray(a, dtype=np.float64)
 
     def _body_velocity(self) -> np.ndarray:
         """(6,) angular (rad/s) then linear (m/s) velocity of the root body, body frame.
@@ -175,7 +187,10 @@ class Simulation:
         # computes bit-identical velocities in process and behind DDS.
         ns = int(round(self.time * 1e9))
         stamp = ns // 1_000_000_000 + (ns % 1_000_000_000) * 1e-9
-        position = d.subtree_com[self.root] if self.pose_point == 'com' else d.xpos[self.root]
+        position = d.xpos[self.root].copy()
+        if self.pose_point != 'root':
+            position[:2 if self.pose_point == 'com_xy' else 3] = d.subtree_com[self.root][:2 if self.pose_point
+                                                                                            == 'com_xy' else 3]
         return SensorReading(stamp=stamp, position=position.copy(),
                              orientation=d.xquat[self.root].copy(), linear_velocity=vel[3:].copy(),
                              angular_velocity=np.array(gyro), joints=joints)

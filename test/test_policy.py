@@ -1,0 +1,128 @@
+"""The Mb-Mf policy (core/policy.py): behaviour cloning, DAgger, observations, checkpoints, the SB3 weight copy."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mbmf_ros.core.agents import get_agent
+from mbmf_ros.core.policy import (Episode, GaussianPolicy, ImitationConfig, Observation, dagger, fit_policy)
+from mbmf_ros.core.waypoints import WaypointPath, random_path
+from mbmf_ros.io.checkpoint import CheckpointMismatch, load_checkpoint, load_policy, save_policy
+
+torch.set_num_threads(1)
+
+
+def _forward_policy(agent='half_cheetah', std=1.0):
+    spec = get_agent(agent)
+    return GaussianPolicy(Observation('state', spec.state_names), spec.action_names, std=std, agent=agent)
+
+
+def test_behaviour_cloning_fits_the_expert_mean():
+    torch.manual_seed(0)    # the initial weights: the result must not depend on which tests ran before
+    policy = _forward_policy('swimmer')
+    rng = np.random.default_rng(0)
+    obs = rng.normal(3.0, 2.0, (2000, policy.observation.dim)).astype(np.float32)
+    target = np.tanh(obs[:, :2] * 0.5 - 1.5)          # a smooth expert, offset inputs (the normaliser matters)
+    losses = fit_policy(policy, obs, target, ImitationConfig(lr=1e-3, batch_size=500, epochs=60))
+    assert losses[-1] < 0.1 * losses[0]
+    pred = np.stack([policy.act(o) for o in obs[:50]])
+    assert np.abs(pred - target[:50]).mean() < 0.05
+    # the normaliser is the data's
+    assert torch.allclose(policy.obs_mean, torch.as_tensor(obs.mean(0)), atol=1e-4)
+
+
+def test_path_observation_gives_path_points_in_the_robot_frame():
+    spec = get_agent('hexapod')
+    ob = Observation('path', spec.state_names, (0.0, 0.1))
+    path = WaypointPath([[0.0, 0.0], [1.0, 0.0]])
+    state = np.zeros(spec.state_dim)
+    state[0], state[1], state[2] = 0.2, 0.05, math.pi / 2        # 5 cm left of the path, facing +y
+    v = ob(state, path, progress_m=0.2)
+    assert v.shape == (ob.dim,) and ob.names[-4:] == ('ref0_x', 'ref0_y', 'ref1_x', 'ref1_y')
+    # closest point (0.2, 0): 5 cm behind the robot; 0.1 m further along +x = to its right
+    np.testing.assert_allclose(v[-4:], [-0.05, 0.0, -0.05, -0.1], atol=1e-6)
+    with pytest.raises(ValueError, match='needs the reference path'):
+        ob(state)
+
+
+def test_dagger_aggregates_policy_visited_states_labelled_by_the_expert():
+    policy = _forward_policy('swimmer')
+    calls = []
+
+    def expert(obs):
+        return np.tanh(obs[:, :2])
+
+    def rollout(actor, seed):
+        calls.append(actor is None)
+        rng = np.random.default_rng(seed)
+        obs = rng.normal(0, 1, (40, policy.observation.dim)).astype(np.float32)
+        if actor is not None:
+            obs[:, 0] += 3.0                                  # the policy visits other states than the expert
+        return Episode(obs, expert(obs).astype(np.float32), np.ones(40))
+
+    seen = []
+    stages = dagger(policy, rollout, ImitationConfig(lr=1e-3, epochs=5), expert_rollouts=3, iterations=2,
+                    rollouts_per_iteration=2, on_stage=lambda st, data: seen.append(len(data[0])))
+    assert calls == [True] * 3 + [False] * 4
+    assert [s.name for s in stages] == ['expert', 'dagger1', 'dagger2']
+    assert [s.env_steps for s in stages] == [120, 80, 80] and seen == [120, 200, 280]
+    # resuming after iteration 1 runs only iteration 2 on the data given
+    calls.clear()
+    obs = np.zeros((10, policy.observation.dim), np.float32)
+    more = dagger(policy, rollout, ImitationConfig(epochs=1), 3, 2, 2, data=(obs, np.zeros((10, 2), np.float32)),
+                  first_iteration=1)
+    assert calls == [False, False] and [s.name for s in more] == ['dagger2']
+
+
+def test_policy_checkpoint_round_trip_and_refusals(tmp_path):
+    policy = _forward_policy('half_cheetah', std=0.5)
+    policy.set_normaliser(torch.arange(policy.observation.dim, dtype=torch.float32), torch.full(
+        (policy.observation.dim,), 2.0))
+    path = save_policy(tmp_path / 'p.pt', policy, {'why': 'test'})
+    back, meta = load_policy(path, agent='half_cheetah', state_names=get_agent('half_cheetah').state_names)
+    obs = np.random.default_rng(1).normal(size=policy.observation.dim).astype(np.float32)
+    np.testing.assert_allclose(back.act(obs), policy.act(obs))
+    assert meta == {'why': 'test'} and back.std == 0.5
+    with pytest.raises(CheckpointMismatch, match=r"made for agent 'half_cheetah' \(expected 'hopper'\)"):
+        load_policy(path, agent='hopper')
+    hexapod = get_agent('hexapod')
+    with pytest.raises(CheckpointMismatch, match=r'state names .*bthigh.* \(expected .*left_crank'):
+        load_policy(path, state_names=hexapod.state_names)
+    with pytest.raises(CheckpointMismatch, match=r"observation 'state' \(expected 'path'\)"):
+        load_policy(path, observation_kind='path')
+    with pytest.raises(ValueError, match='format .*policy.* expected .*dynamics'):
+        load_checkpoint(path)
+
+
+def test_sb3_copy_reproduces_the_policy_mean_with_the_normaliser_folded_in():
+    gym = pytest.importorskip('gymnasium')
+    pytest.importorskip('stable_baselines3')
+    from stable_baselines3 import PPO
+
+    policy = _forward_policy('swimmer', std=0.5)
+    rng = np.random.default_rng(2)
+    obs = rng.normal(5.0, 3.0, (500, policy.observation.dim)).astype(np.float32)
+    fit_policy(policy, obs, np.tanh(obs[:, :2] - 5.0), ImitationConfig(lr=1e-3, epochs=3))
+
+    class Box(gym.Env):
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (policy.observation.dim,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    sb3 = PPO('MlpPolicy', Box(), n_steps=64, batch_size=64, device='cpu',
+              policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh))
+    missing, unexpected = sb3.policy.load_state_dict(policy.sb3_state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(('value_net', 'mlp_extractor.value_net')) for k in missing)
+    with torch.no_grad():
+        dist = sb3.policy.get_distribution(torch.as_tensor(obs[:20]))
+        np.testing.assert_allclose(dist.distribution.mean.numpy(), policy(torch.as_tensor(obs[:20])).numpy(),
+                                   atol=1e-5)
+        np.testing.assert_allclose(dist.distribution.stddev.numpy(), 0.5, atol=1e-6)
+
+
+def test_random_paths_are_valid_and_start_forward():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        p = random_path(rng, (1, 3), (0.2, 0.5))
+        WaypointPath(p)
+        assert 2 <= len(p) <= 4 and p[1, 1] == 0.0 and p[1, 0] >= 0.2
