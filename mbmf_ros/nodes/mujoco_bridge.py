@@ -238,9 +238,9 @@ class MujocoBridge(Node):
             elif not self.watchdog_tripped:
                 self.watchdog_tripped = True
                 self.watchdog_stops += 1
-                self.get_logger().warn(f'watchdog: last action {age:.2f} s old (action_timeout_s '
-                                       f'{self.action_timeout:g}): zero command, the robot stops (planner gone '
-                                       'or link down?)')
+                self.get_logger().warning(f'watchdog: last action {age:.2f} s old (action_timeout_s '
+                                          f'{self.action_timeout:g}): zero command, the robot stops (planner '
+                                          'gone or link down?)')
         self.advance(action, flags=[WATCHDOG_FLAG] if self.watchdog_tripped else [])
 
     # --- reset service --------------------------------------------------------------------------------------
