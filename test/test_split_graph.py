@@ -177,3 +177,87 @@ def test_losing_the_workstation_stops_the_robot_within_one_watchdog_period(linke
     xy = np.array([[m.values[0], m.values[1]] for m in after])
     assert np.ptp(xy, axis=0).max() < 0.01, np.ptp(xy, axis=0)
     assert resumed >= restored
+
+
+_ECHO = '''
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if sys.argv[1] == 'serve':
+    s.bind(('0.0.0.0', 7777))
+    while True:
+        data, peer = s.recvfrom(64)
+        s.sendto(data, peer)
+s.settimeout(0.2)
+rtts = []
+for i in range(int(sys.argv[2])):
+    t = time.monotonic()
+    s.sendto(str(i).encode(), ('10.213.0.1', 7777))
+    try:
+        while s.recvfrom(64)[0] != str(i).encode():
+            pass
+        rtts.append(time.monotonic() - t)
+    except socket.timeout:
+        pass
+print(len(rtts), sorted(rtts)[len(rtts) // 2] if rtts else -1)
+'''
+
+
+def test_the_relay_delays_drops_and_cuts_the_link(tmp_path, ros_env):
+    """UDP echoes across the link: round trip = twice the one-way delay; loss and a cut drop datagrams. The
+    same relay carries the DDS traffic of the tests above."""
+    from mbmf_ros.link.netns import LinkedHosts, namespaces_available
+    from mbmf_ros.link.relay import LinkSettings
+    why = namespaces_available()
+    if why:
+        pytest.skip(f'network namespaces are not available here: {why}')
+    hosts = LinkedHosts.create(log_dir=tmp_path)
+    server = subprocess.Popen(hosts.exec_argv('robot', [sys.executable, '-c', _ECHO, 'serve']))
+    try:
+        def echo(n):
+            out = subprocess.run(hosts.exec_argv('workstation', [sys.executable, '-c', _ECHO, 'ask', str(n)]),
+                                 capture_output=True, text=True, timeout=120, check=True).stdout.split()
+            return int(out[0]), float(out[1])
+
+        got, _ = echo(3)                     # ARP and the server's start-up
+        got, rtt = echo(20)
+        assert got == 20 and rtt < 0.03, (got, rtt)
+        hosts.set_link(LinkSettings(delay_ms=40, jitter_ms=5))
+        got, rtt = echo(10)
+        assert got == 10 and 0.07 <= rtt < 0.2, (got, rtt)
+        hosts.set_link(LinkSettings(loss=0.5))
+        got, _ = echo(30)                    # each datagram and its answer pass with probability 0.25
+        assert 1 <= got <= 18, got
+        hosts.set_link(LinkSettings(cut=True))
+        got, _ = echo(4)
+        assert got == 0
+    finally:
+        server.kill()
+        server.wait()
+        hosts.destroy()
+    assert hosts.robot_ns not in subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True).stdout
+
+
+def test_static_peers_discovery_across_the_link(tmp_path, ros_env):
+    """ROS_STATIC_PEERS with the discovery range LOCALHOST (for Wi-Fi that drops multicast): the workstation hears
+    the robot's actions through unicast discovery of the other host alone."""
+    from mbmf_ros.link.netns import ROBOT_ADDRESS, WORKSTATION_ADDRESS, LinkedHosts, namespaces_available
+    why = namespaces_available()
+    if why:
+        pytest.skip(f'network namespaces are not available here: {why}')
+    hosts = LinkedHosts.create(log_dir=tmp_path)
+    env = LinkedHosts.ros_env(ros_env, ros_env['ROS_DOMAIN_ID'])
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    echo = [sys.executable, '-m', 'mbmf_ros.nodes.topic_echo', '--ros-args', '-p', 'topic:=/mbmf/action', '-p',
+            'type:=mbmf_ros/msg/ActionCommand', '-p', 'count:=3']
+    actor = subprocess.Popen(hosts.exec_argv('robot', [sys.executable, '-m', 'mbmf_ros.nodes.random_actor',
+                                                       '--ros-args', '-p', 'rate_hz:=20.0']),
+                             env=dict(env, ROS_STATIC_PEERS=WORKSTATION_ADDRESS), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        heard = subprocess.run(hosts.exec_argv('workstation', echo), env=dict(env, ROS_STATIC_PEERS=ROBOT_ADDRESS),
+                               capture_output=True, text=True, timeout=60)
+        assert heard.returncode == 0 and heard.stdout.count('---') >= 3, heard.stdout[-1000:] + heard.stderr
+    finally:
+        actor.terminate()
+        actor.wait(10)
+        hosts.destroy()
