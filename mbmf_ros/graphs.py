@@ -178,6 +178,8 @@ def _follow_nodes(args: dict) -> list:
     if not sim:
         raise ValueError('follow: sim:=false needs the hardware_bridge node, which this version does not ship yet')
     seed, sim_time = int(args['seed']), {'use_sim_time': True}
+    # Across a link, a robot stopped by its watchdog lost its workstation: the path in hand is an old plan.
+    split = part != 'all'
     # Real time: the control loop keeps only the newest state and action (config/realtime_qos.yaml).
     qos = [REALTIME_QOS] if args['mode'] == 'realtime' else []
     model = args['model'] or default_model_path(agent)
@@ -187,7 +189,7 @@ def _follow_nodes(args: dict) -> list:
             'horizon': int(args['horizon']), 'alpha': float(args['alpha']), 'beta': float(args['beta']),
             'heading_weight': float(args['heading_weight']),
             'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['threads']),
-            'wait_for_reference': args['mode'] == 'lockstep'}] + qos)
+            'wait_for_reference': args['mode'] == 'lockstep', 'drop_path_on_robot_stop': split}] + qos)
     elif controller == 'policy':
         # the distilled follower: same topics and safety as mpc_planner, a 2x64 MLP instead of K x H predictions
         actor = NodeDesc('policy_controller', 'policy_controller', parameters=[{
@@ -210,7 +212,7 @@ def _follow_nodes(args: dict) -> list:
         NodeDesc('state_estimator', 'state_estimator', parameters=[{'agent': agent}] + qos),
     ]
     planning = [NodeDesc('waypoint_manager', 'waypoint_manager', parameters=[
-        {**sim_time, 'relative_to_start': True}] + qos)]
+        {**sim_time, 'relative_to_start': True, 'drop_path_on_robot_stop': split}] + qos)]
     # The policy is the robot's own controller; the planner and the baselines run where the planning runs.
     (robot if controller == 'policy' else planning).append(actor)
     # The recorder starts first, so that it is listening before the first messages.

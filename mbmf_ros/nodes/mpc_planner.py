@@ -12,8 +12,9 @@ Publishes
   /mbmf/action (mbmf_ros/ActionCommand, source 'mpc' or 'zero'), /mbmf/mpc_status (mbmf_ros/MpcStatus, one
   per answered state), /mbmf/predicted_path (nav_msgs/Path, frame odom: the chosen plan's predicted poses).
 A zero action is sent, with the reason in MpcStatus, when: there is no model, no reference (trajectory
-following; a state flagged 'watchdog_stop' by the bridge drops the reference: the robot waits for a new
-path instead of resuming an old plan), the state is stale (older than stale_after_periods control periods by the node clock, the
+following; with drop_path_on_robot_stop, the workstation part of a split graph, a state flagged
+'watchdog_stop' by the bridge drops the reference: the robot waits for a new path instead of resuming an old
+plan), the state is stale (older than stale_after_periods control periods by the node clock, the
 /clock with use_sim_time), its layout is not the agent's, it has non-finite values, or the path is done.
 Parameters
   agent (hexapod), task (trajectory_following | moving_forward), planner (random_shooting | cem | mppi),
@@ -22,8 +23,9 @@ Parameters
   hexapod at corners sharper than 90 degrees and on zig-zags), lookahead_m (0.5, m of path ahead
   searched for the closest segment; <= 0: all), clamp_progress (true), seed (0; -1: random), model_path
   ('' : wait for /mbmf/model), stale_after_periods (2.0), num_threads (0: torch's default), world_frames
-  ([odom, world, map]), wait_for_reference (false; true: in lock-step, a state that comes before any reference
-  is answered only once one arrives, so a run does not depend on which of the two reaches the planner first).
+  ([odom, world, map]), drop_path_on_robot_stop (false), wait_for_reference (false; true: in lock-step, a state
+  that comes before any reference is answered only once one arrives, so a run does not depend on which of the
+  two reaches the planner first).
 """
 from __future__ import annotations
 
@@ -66,6 +68,8 @@ class MpcPlanner(Node):
         self.stale_after_periods = float(p('stale_after_periods', 2.0))
         # lock-step: hold the answer to a state until a reference arrives (the simulated robot waits with it)
         self.wait_for_reference = bool(p('wait_for_reference', False))
+        # split graph: a state flagged 'watchdog_stop' drops the path (the workstation or the link was gone)
+        self.drop_path_on_robot_stop = bool(p('drop_path_on_robot_stop', False))
         num_threads = int(p('num_threads', 0))
         self.world_frames = tuple(p('world_frames', list(DEFAULT_WORLD_FRAMES)))
         try:
@@ -273,7 +277,8 @@ class MpcPlanner(Node):
         """The robot's watchdog stopped it (no action reached it in time: this planner or the link was gone).
         The path in hand is an old plan by now: drop it, so the robot waits for a new one."""
         stopped = WATCHDOG_FLAG in msg.flags
-        if stopped and not self.robot_stopped and self.follows_path and self.has_reference:
+        if (self.drop_path_on_robot_stop and stopped and not self.robot_stopped and self.follows_path
+                and self.has_reference):
             self.task.set_path(None)
             self.planner.reset()
             self.has_reference = False

@@ -17,8 +17,9 @@ Modes (parameter `mode`):
     next episode starts at once (`auto_reset`), from the bridge's seeded random stream.
   realtime: steps on a wall-clock timer at 1/dt (zero-order hold of the latest action, never past
     `action_timeout_s` after it arrived: then zeros, the watchdog stops the robot and says so in the log, and
-    every state carries the flag 'watchdog_stop' until an action arrives again; the waypoint_manager and the
-    planner drop their path when they see it, so a robot whose planner or link came back waits for a new path).
+    every state carries the flag 'watchdog_stop' until an action arrives again; in a graph split across a
+    link, the waypoint_manager and the planner drop their path when they see it, so a robot whose workstation
+    or link came back waits for a new path).
 Bad actions (wrong length, NaN/inf) are rejected, counted (`rejected_actions` in the log) and replaced by
 zeros (the robot stops).
 """

@@ -16,9 +16,11 @@ Parameters
   lookahead_m (float, 0.5): progress tracking looks for the closest segment at most this far (m of path)
   ahead of the progress so far (<= 0: the whole rest of the path).
   goal_tolerance_m (float, 0.05): the path is done when the progress is within this of its end (m).
-A path is cancelled (empty reference, the reason in TrackingStatus.message) when the robot's states start to
-carry the bridge's 'watchdog_stop' flag: no action reached the robot in time, so the planner or the link was
-gone, and the robot must wait for a new path rather than resume an old plan.
+  drop_path_on_robot_stop (bool, false; true in the workstation part of a split graph): the path is cancelled
+  (empty reference, the reason in TrackingStatus.message) when the robot's states start to carry the bridge's
+  'watchdog_stop' flag: no action reached the robot in time, so the workstation or the link was gone, and the
+  robot must wait for a new path rather than resume an old plan. On one host nothing but the whole graph can go
+  away, and a robot stopped by a planner that was slow for a moment (a busy machine) goes on when it is back.
 A path is rejected, with the reason logged and in TrackingStatus.message, when it has fewer than 2 poses,
 a non-finite coordinate, two equal consecutive points or an unknown frame_id.
 """
@@ -69,6 +71,7 @@ class WaypointManager(Node):
         lookahead = float(self.declare_parameter('lookahead_m', 0.5).value)
         self.lookahead_m = lookahead if lookahead > 0 else None
         self.goal_tolerance_m = float(self.declare_parameter('goal_tolerance_m', 0.05).value)
+        self.drop_path_on_robot_stop = bool(self.declare_parameter('drop_path_on_robot_stop', False).value)
         if not self.world_frames or self.goal_tolerance_m < 0 or not math.isfinite(self.goal_tolerance_m):
             raise SystemExit(f'waypoint_manager: expected a non-empty world_frames and goal_tolerance_m >= 0; '
                              f'found {list(self.world_frames)}, {self.goal_tolerance_m}')
@@ -144,7 +147,8 @@ class WaypointManager(Node):
             return
         self.last_pose = (msg.values[0], msg.values[1], msg.values[2])
         stopped = WATCHDOG_FLAG in msg.flags
-        if stopped and not self.robot_stopped and (self.tracker is not None or self.pending is not None):
+        if (self.drop_path_on_robot_stop and stopped and not self.robot_stopped
+                and (self.tracker is not None or self.pending is not None)):
             self.cancel("the robot's watchdog stopped it (no action reached it in time: planner or link gone); "
                         'send a new path')
         self.robot_stopped = stopped
