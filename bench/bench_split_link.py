@@ -11,7 +11,7 @@ waypoint manager's figures are kept: mean and max cross-track error, completion,
     sudo .venv/bin/python bench/bench_split_link.py --resume        # skip settings already in the output
 
 Writes <out>/results.json (one row per setting and path, with the command, commit and graph settings),
-<out>/table.md and <out>/split_link.png.
+<out>/table.md and <out>/split_link.png; the processes' logs go to --logs (runs/split_link).
 """
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def key(s: dict) -> str:
     return f"delay {s['delay_ms']:g} ms +- {s['jitter_ms']:g}, loss {s['loss'] * 100:g} %"
 
 
-def run_setting(setting: dict, paths: list[Path], out: Path, timeout_s: float) -> list[dict]:
-    log_dir = out / 'logs' / key(setting).replace(' ', '_').replace('+-', 'pm').replace(',', '')
+def run_setting(setting: dict, paths: list[Path], logs: Path, timeout_s: float) -> list[dict]:
+    log_dir = logs / key(setting).replace(' ', '_').replace('+-', 'pm').replace(',', '').replace('%', 'pct')
     split = SplitFollow(log_dir, GRAPH, link=LinkSettings(**setting))
     rows = []
     try:
@@ -119,6 +119,7 @@ def main() -> int:
     ap.add_argument('--paths', nargs='+', help='path files (default: config/paths/*.yaml)')
     ap.add_argument('--timeout', type=float, default=90.0, help='seconds allowed per path')
     ap.add_argument('--out', default='results/split_link')
+    ap.add_argument('--logs', default='runs/split_link', help="each run's process logs and reports (not kept in git)")
     ap.add_argument('--quick', action='store_true', help='0 and 50 ms, 0 and 5 %% loss, the U-turn only')
     ap.add_argument('--resume', action='store_true', help='keep rows of settings already in the output')
     args = ap.parse_args()
@@ -139,7 +140,7 @@ def main() -> int:
     todo = [s for s in settings_list(args.latency_ms, args.loss, args.jitter_frac) if key(s) not in done]
     for i, setting in enumerate(todo):
         print(f'[{i + 1}/{len(todo)}] {key(setting)}', flush=True)
-        rows += run_setting(setting, paths, out, args.timeout)
+        rows += run_setting(setting, paths, Path(args.logs), args.timeout)
         results.write_text(json.dumps({'command': ' '.join(sys.argv), 'commit': commit, 'graph': GRAPH,
                                        'agent': 'hexapod', 'body_length_m': spec.body_length, 'rows': rows},
                                       indent=1))

@@ -263,3 +263,27 @@ def test_static_peers_discovery_across_the_link(tmp_path, ros_env):
         actor.terminate()
         actor.wait(10)
         hosts.destroy()
+
+
+@pytest.mark.parametrize('controller, on_robot', [('mpc', set()), ('policy', {'policy_controller'}),
+                                                  ('zero', set())])
+def test_the_parts_of_the_follow_graph_make_the_whole(controller, on_robot):
+    """part:=robot + part:=offboard start exactly the nodes of part:=all; the real-time QoS file reaches the
+    control loop; only a split graph drops its path on the robot's watchdog stop; a bad part is an error."""
+    from mbmf_ros.graphs import get_graph, resolve_arguments
+    graph = get_graph('follow')
+
+    def nodes(**given):
+        return {n.name: n for n in graph.nodes(resolve_arguments(graph, {'controller': controller, 'record': '/tmp/b',
+                                                                         'trainer': 'true', **given}))}
+    robot, offboard, whole = nodes(part='robot'), nodes(part='offboard'), nodes()
+    assert set(robot) == {'mujoco_bridge', 'state_estimator'} | on_robot
+    assert {'waypoint_manager', 'recorder', 'dynamics_trainer'} <= set(offboard)
+    assert not set(robot) & set(offboard) and set(robot) | set(offboard) == set(whole)
+    for name in ('mujoco_bridge', 'state_estimator', 'waypoint_manager'):
+        assert '{config}/realtime_qos.yaml' in robot.get(name, offboard.get(name)).parameters
+        assert '{config}/realtime_qos.yaml' not in nodes(mode='lockstep')[name].parameters
+    assert offboard['waypoint_manager'].parameters[0]['drop_path_on_robot_stop'] is True
+    assert whole['waypoint_manager'].parameters[0]['drop_path_on_robot_stop'] is False
+    with pytest.raises(ValueError, match="part must be one of all, robot, offboard, found 'robt'"):
+        nodes(part='robt')
