@@ -9,7 +9,7 @@ STAMPS := $(VENV)/.mbmf
 BUILD := build/interfaces
 INTERFACES := $(wildcard msg/*.msg srv/*.srv) CMakeLists.txt cmake/fix_wheel_includes.cmake package.xml
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench paper clean
 venv: $(STAMPS)/package
 
 $(STAMPS)/deps: requirements.txt
@@ -41,6 +41,12 @@ demo: venv
 
 test: venv
 	$(VENV)/bin/python -m pytest -q test
+
+# The paper's tables into results/ (README.md, results.json, plots): hours; resumable (re-run to continue).
+# PROFILE=paper for the appendix's settings (many hours more), PROFILE=here for what fits one session here.
+PROFILE ?= here
+paper: venv
+	nice -n 10 $(VENV)/bin/mbmf-ros paper --profile $(PROFILE)
 
 bench: venv
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done

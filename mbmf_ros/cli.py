@@ -14,9 +14,13 @@ COMMANDS = {
     'follow': 'mbmf_ros.commands.follow',
     'send-path': 'mbmf_ros.commands.send_path',
     'aggregate': 'mbmf_ros.commands.aggregate',
+    'mbrl': 'mbmf_ros.commands.mbrl',
+    'evaluate': 'mbmf_ros.commands.evaluate',
+    'paper': 'mbmf_ros.commands.paper',
     'make-model': 'mbmf_ros.commands.make_model',
     'plot-model': 'mbmf_ros.commands.plot_model',
     'distill-follower': 'mbmf_ros.commands.distill_follower',
+    'mbmf': 'mbmf_ros.commands.mbmf',
 }
 
 

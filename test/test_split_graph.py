@@ -287,3 +287,6 @@ def test_the_parts_of_the_follow_graph_make_the_whole(controller, on_robot):
     assert whole['waypoint_manager'].parameters[0]['drop_path_on_robot_stop'] is False
     with pytest.raises(ValueError, match="part must be one of all, robot, offboard, found 'robt'"):
         nodes(part='robt')
+    hardware = nodes(part='robot', sim='false', emulator='true')      # a real robot is always real time
+    assert set(hardware) == {'robot_emulator', 'hardware_bridge', 'state_estimator'} | on_robot
+    assert '{config}/realtime_qos.yaml' in hardware['hardware_bridge'].parameters

@@ -15,7 +15,9 @@ A zero action is sent, with the reason in MpcStatus, when: there is no model, no
 following; with drop_path_on_robot_stop, the workstation part of a split graph, a state flagged
 'watchdog_stop' by the bridge drops the reference: the robot waits for a new path instead of resuming an old
 plan), the state is stale (older than stale_after_periods control periods by the node clock, the
-/clock with use_sim_time), its layout is not the agent's, it has non-finite values, or the path is done.
+/clock with use_sim_time), it is flagged invalid (a stale or missing sensor such as the motion-capture pose;
+parameter stop_on_invalid, default true), its layout is not the agent's, it has non-finite values, or the path
+is done.
 Parameters
   agent (hexapod), task (trajectory_following | moving_forward), planner (random_shooting | cem | mppi),
   num_samples K and horizon H (0: the agent's defaults, paper appendix A.3), alpha (1.0, per m per step),
@@ -66,6 +68,7 @@ class MpcPlanner(Node):
         seed = int(p('seed', 0))
         model_path = p('model_path', '')
         self.stale_after_periods = float(p('stale_after_periods', 2.0))
+        self.stop_on_invalid = bool(p('stop_on_invalid', True))
         # lock-step: hold the answer to a state until a reference arrives (the simulated robot waits with it)
         self.wait_for_reference = bool(p('wait_for_reference', False))
         # split graph: a state flagged 'watchdog_stop' drops the path (the workstation or the link was gone)
@@ -299,6 +302,9 @@ class MpcPlanner(Node):
         if not np.isfinite(state).all():
             return 'state has non-finite values', None
         state = state.astype(np.float32)
+        if self.stop_on_invalid and not msg.valid:
+            # a stale or missing sensor (on a robot: the motion-capture pose) makes the state a guess: stop
+            return f'invalid state: {", ".join(msg.flags) or "valid=false"}', state
         now = self.get_clock().now().nanoseconds * 1e-9
         age = now - stamp_to_sec(msg.header.stamp)
         if now > 0 and age > self.stale_after_s:

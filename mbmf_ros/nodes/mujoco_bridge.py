@@ -54,6 +54,7 @@ class MujocoBridge(Node):
         seed = int(self.declare_parameter('seed', 0).value)
         # 'default': the agent's (trajectory-following data); 'true'/'false': start headings from U(-pi, pi) or not
         heading_noise = str(self.declare_parameter('heading_noise', 'default').value).lower()
+        terrain = str(self.declare_parameter('terrain', '').value)    # '' = the model file's floor
         max_steps = int(self.declare_parameter('max_episode_steps', 0).value)
         self.max_episodes = int(self.declare_parameter('max_episodes', 0).value)
         self.min_state_subscribers = int(self.declare_parameter('min_state_subscribers', 1).value)
@@ -78,7 +79,8 @@ class MujocoBridge(Node):
             raise SystemExit(f'mujoco_bridge: parameter heading_noise: expected default, true or false, found '
                              f'{heading_noise!r}')
         self.sim = Simulation(self.spec, max_episode_steps=None if max_steps == 0 else max(max_steps, 0), seed=seed,
-                              heading_noise=None if heading_noise == 'default' else heading_noise == 'true')
+                              heading_noise=None if heading_noise == 'default' else heading_noise == 'true',
+                              terrain=terrain or None)
         self.joint_names = [j.mujoco_joint for j in self.spec.joints]
 
         self.pub_clock = self.create_publisher(Clock, T.CLOCK, 10)

@@ -9,6 +9,10 @@ Triggers (parameter `trigger`):
   episode: one state per /mbmf/episode message (the mujoco_bridge's lock-step and real-time modes), built
     from the sensor messages with exactly that stamp; episode/step/terminal are copied from it. A sensor
     still missing `max_wait_s` after its episode message is flagged and its last value held.
+  With `sensor_sync` latest (a real robot: hardware_bridge ticks the episode on the wall clock while the
+    motion capture and the board's telemetry arrive at their own rates), the state is built at once from the
+    latest message of each sensor; one older than `max_age_s` at the episode stamp (or never received) is
+    flagged stale/missing and the state is invalid: the planner then stops the robot.
   rate: one state per 1/`rate_hz` s from the latest sensor messages (a robot without episode messages);
     a sensor older than `max_age_s` is flagged stale. Episode stays 0 and step counts up.
 Values are never NaN: missing sensors hold their last value and set valid=false with a flag naming them.
@@ -43,6 +47,10 @@ class StateEstimatorNode(Node):
         alpha = float(self.declare_parameter('velocity_filter_alpha', -1.0).value)
         max_age = float(self.declare_parameter('max_age_s', -1.0).value)
         self.max_wait = float(self.declare_parameter('max_wait_s', 0.5).value)
+        self.sensor_sync = self.declare_parameter('sensor_sync', 'stamp').value
+        if self.sensor_sync not in ('stamp', 'latest'):
+            raise SystemExit(f'state_estimator: parameter sensor_sync: expected stamp or latest, found '
+                             f'{self.sensor_sync!r}')
         if self.trigger not in ('episode', 'rate'):
             raise SystemExit(f'state_estimator: parameter trigger: expected episode or rate, found {self.trigger!r}')
         if self.pose_source not in ('mocap', 'odom'):
@@ -92,8 +100,26 @@ class StateEstimatorNode(Node):
         if key in self.sent:   # the bridge sent this step again (its lock-step resend): so do we
             self.pub.publish(self.sent[key])
             return
+        if self.sensor_sync == 'latest':
+            self.emit_latest(msg)
+            return
         self.pending[key] = (msg, time.monotonic())
         self.try_emit(key)
+
+    def emit_latest(self, ep: AgentState):
+        """The state at the episode message's stamp from the latest message of each sensor (ages flagged)."""
+        stamp = stamp_to_sec(ep.header.stamp)
+        ages = {s: max(0.0, stamp - stamp_to_sec(m.header.stamp)) for s, m in self.latest.items()}
+        if ep.step == 0:
+            self.est.reset()
+        state = self.build(stamp, dict(self.latest), ages)
+        state.header = ep.header
+        state.episode, state.step, state.terminal = ep.episode, ep.step, ep.terminal
+        state.flags = list(state.flags) + [f for f in ep.flags if f not in ('reset', 'start', 'auto_reset')]
+        self.pub.publish(state)
+        self.sent[stamp_ns(ep.header.stamp)] = state
+        while len(self.sent) > 50:
+            self.sent.popitem(last=False)
 
     def have_all(self, got: dict) -> bool:
         return all(src in got for src in self.need.values())
@@ -155,6 +181,7 @@ class StateEstimatorNode(Node):
             o = pose.orientation
             r.orientation = np.array([o.w, o.x, o.y, o.z])
             r.ages['position'] = r.ages['orientation'] = ages.get(self.pose_source, 0.0)
+            r.pose_stamp = stamp_to_sec(pose_msg.header.stamp)
         odom = got.get('odom')
         if odom is not None:
             v = odom.twist.twist.linear

@@ -1,0 +1,414 @@
+"""Mb-Mf (paper Sec. V): random data -> dynamics -> MPC rollouts -> DAgger policy -> TRPO/PPO fine-tuning, against
+the same learner from scratch. Resumable; progress shown; every environment step counted.
+
+    mbmf-ros mbmf --agent swimmer --out runs/mbmf/swimmer [--learner trpo|ppo] [--steps 200000] [--batch 5000]
+    mbmf-ros mbmf --report results/mbmf.md --runs runs/mbmf/swimmer runs/mbmf/half_cheetah   # table + plots
+
+Stages, each written to --out when done (a second run skips finished stages; fine-tuning continues from its
+last saved model): random.npz (D_rand, appendix A.1 moving-forward sizes), dynamics.pt (2 x 500, appendix
+A.2), dagger/ (MPC rollouts with N(0, noise) on the actions, DAgger iterations, appendix B.1), then
+curve_mbmf.csv and curve_scratch.csv: (environment steps, mean return of the learner's episodes) for the
+fine-tuned DAgger policy and for the learner from a random initialisation. Mb-Mf's x axis starts after the
+random, MPC and DAgger steps. Settings: config/mbmf.yaml; options scale them down and are recorded in
+settings.json (the paper's 50 000-step TRPO batches, 30 MPC rollouts and ~1e6-1e7 steps take days here).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(parser):
+    parser.add_argument('--agent', choices=['swimmer', 'half_cheetah', 'hopper', 'ant'])
+    parser.add_argument('--out', help='run folder (resumable)')
+    parser.add_argument('--learner', choices=['trpo', 'ppo'], default='trpo')
+    parser.add_argument('--steps', type=int, default=0, help='fine-tuning env steps per learner (0: 10 batches)')
+    parser.add_argument('--batch', type=int, default=0, help='env steps per policy update (0: config, 50000)')
+    parser.add_argument('--step-size', type=float, default=0.0, help='TRPO KL bound (0: config, 0.5)')
+    parser.add_argument('--samples', type=int, default=0, help="MPC K (0: the agent's moving-forward K)")
+    parser.add_argument('--horizon', type=int, default=0, help="MPC H (0: the agent's moving-forward H)")
+    parser.add_argument('--mpc-rollouts', type=int, default=0, help='expert rollouts (0: config)')
+    parser.add_argument('--dagger-iterations', type=int, default=-1, help='(-1: config)')
+    parser.add_argument('--dagger-rollouts', type=int, default=0, help='(0: config)')
+    parser.add_argument('--episode-steps', type=int, default=0, help='steps per episode (0: config)')
+    parser.add_argument('--random-rollouts', type=int, default=0, help='(0: config)')
+    parser.add_argument('--released', action='store_true',
+                        help="imitation with the authors' released code's lr 1e-3, batch 512, std 0.5")
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--report', help='write this markdown report (and PNG plots beside it) from --runs')
+    parser.add_argument('--runs', nargs='+', default=[], help='run folders for --report')
+    parser.add_argument('--threshold-fraction', type=float, default=0.9,
+                        help="threshold = this x the from-scratch learner's best (smoothed) return")
+
+
+def _settings(args) -> dict:
+    from mbmf_ros.commands.distill_follower import load_settings
+    cfg = load_settings('agents')
+    a = cfg['agents'][args.agent]
+    learner = cfg[args.learner]
+    batch = args.batch or int(learner['batch_size'])
+    return {
+        'agent': args.agent, 'learner': args.learner, 'seed': args.seed,
+        'random_rollouts': args.random_rollouts or int(a['random_rollouts']), 'random_steps': int(a['random_steps']),
+        'dynamics_epochs': int(a['dynamics_epochs']),
+        'episode_steps': args.episode_steps or int(a['episode_steps']),
+        'mpc_rollouts': args.mpc_rollouts or int(a['mpc_rollouts']),
+        'dagger_iterations': args.dagger_iterations if args.dagger_iterations >= 0 else int(a['dagger_iterations']),
+        'dagger_rollouts': args.dagger_rollouts or int(a['dagger_rollouts']),
+        'dagger_epochs': int(a['dagger_epochs']), 'mpc_noise_std': float(cfg['mpc_noise_std']),
+        'samples': args.samples, 'horizon': args.horizon,
+        'imitation': dict(cfg['imitation'], **({'lr': 1e-3, 'batch_size': 512, 'std': 0.5} if args.released else {})),
+        'imitation_values': 'released code' if args.released else 'appendix B.1',
+        'batch': batch, 'steps': args.steps or 10 * batch, 'discount': float(learner['discount']),
+        'step_size': args.step_size or float(cfg['trpo']['step_size']),
+        'ppo': cfg['ppo'],
+    }
+
+
+def _learner(settings: dict, env, seed: int):
+    import torch
+    policy_kwargs = dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh,
+                         log_std_init=math.log(float(settings['imitation']['std'])))
+    if settings['learner'] == 'trpo':
+        from sb3_contrib import TRPO
+        return TRPO('MlpPolicy', env, n_steps=settings['batch'], batch_size=min(settings['batch'], 5000),
+                    gamma=settings['discount'], target_kl=settings['step_size'], policy_kwargs=policy_kwargs,
+                    seed=seed, device='cpu')
+    from stable_baselines3 import PPO
+    ppo = settings['ppo']
+    return PPO('MlpPolicy', env, n_steps=settings['batch'], batch_size=min(int(ppo['minibatch_size']), settings['batch']),
+               n_epochs=int(ppo['n_epochs']), learning_rate=float(ppo['learning_rate']), gamma=settings['discount'],
+               policy_kwargs=policy_kwargs, seed=seed, device='cpu')
+
+
+def _random_data(spec, settings, rng_seed):
+    """D_rand: uniform random actions in [-1, 1] (appendix A.1). Returns trajectories with states/actions."""
+    from types import SimpleNamespace
+
+    from mbmf_ros.sim.simulation import Simulation
+    sim = Simulation(spec, max_episode_steps=settings['random_steps'], seed=rng_seed)
+    rng = np.random.default_rng(rng_seed + 1)
+    out = []
+    for _ in range(settings['random_rollouts']):
+        states, actions = [sim.reset().estimate.values], []
+        while True:
+            a = rng.uniform(-1, 1, spec.action_dim)
+            step = sim.step(a)
+            states.append(step.estimate.values)
+            actions.append(a)
+            if step.terminal:
+                break
+        out.append(SimpleNamespace(states=np.asarray(states), actions=np.asarray(actions, np.float32),
+                                   state_names=spec.state_names, action_names=spec.action_names))
+    return out
+
+
+def _forward_episode(spec, model, planner, task, policy, noise_std, seed, episode_steps):
+    """One moving-forward episode: the MPC acts (policy None, with N(0, noise_std) on its action) or the policy
+    acts; the MPC labels every visited state either way (DAgger). Returns a core.policy.Episode."""
+    from mbmf_ros.core.policy import Episode
+    from mbmf_ros.sim.gym_env import step_reward
+    from mbmf_ros.sim.simulation import Simulation
+    sim = Simulation(spec, max_episode_steps=episode_steps, seed=seed)
+    rng = np.random.default_rng(seed + 17)
+    state = np.asarray(sim.reset().estimate.values, dtype=np.float64)
+    planner.reset()
+    obs, labels, rewards = [], [], []
+    while True:
+        expert = np.asarray(planner.plan(model, task, state).action, dtype=np.float64)
+        o = state[3:].astype(np.float32)
+        action = expert + rng.normal(0.0, noise_std, expert.shape) if policy is None else policy.act(o)
+        action = np.clip(action, -1.0, 1.0)
+        step = sim.step(action)
+        nxt = np.asarray(step.estimate.values, dtype=np.float64)
+        obs.append(o)
+        labels.append(expert.astype(np.float32))
+        rewards.append(step_reward(task, state, action, nxt))
+        state = nxt
+        if step.terminal:
+            break
+    return Episode(np.asarray(obs), np.asarray(labels), np.asarray(rewards))
+
+
+class _CurveLog:
+    """Appends (env_steps, mean return of the episodes finished since the last row, episodes) to a CSV."""
+
+    def __init__(self, path: Path, offset: int):
+        self.path, self.offset = path, offset
+        self._cb = None
+
+    def callback(self):
+        """One callback for every learn() call: an episode can span two batches."""
+        if self._cb is not None:
+            return self._cb
+        from stable_baselines3.common.callbacks import BaseCallback
+        log = self
+
+        class Cb(BaseCallback):
+            def __init__(self):
+                super().__init__()
+                self.returns, self.current = [], 0.0
+
+            def _on_step(self) -> bool:
+                self.current += float(self.locals['rewards'][0])
+                if self.locals['dones'][0]:
+                    self.returns.append(self.current)
+                    self.current = 0.0
+                return True
+
+            def _on_rollout_end(self) -> None:
+                if self.returns:
+                    with log.path.open('a') as f:
+                        f.write(f'{log.offset + self.model.num_timesteps},{np.mean(self.returns):.4f},'
+                                f'{len(self.returns)}\n')
+                    self.returns = []
+        self._cb = Cb()
+        return self._cb
+
+
+def _finetune(settings, out: Path, name: str, offset: int, init_policy=None) -> None:
+    """Train the learner for settings['steps'] env steps, resumable from out/<name>.zip; curve in curve_<name>.csv."""
+    from mbmf_ros.sim.gym_env import ForwardEnv
+    curve, saved = out / f'curve_{name}.csv', out / f'{name}.zip'
+    env = ForwardEnv(settings['agent'], settings['episode_steps'], seed=settings['seed'] + 99)
+    if saved.exists():
+        cls = type(_learner(settings, env, settings['seed']))
+        learner = cls.load(saved, env=env, device='cpu')
+    else:
+        learner = _learner(settings, env, settings['seed'])
+        if init_policy is not None:
+            missing, unexpected = learner.policy.load_state_dict(init_policy.sb3_state_dict(), strict=False)
+            if unexpected:
+                raise RuntimeError(f'copying the DAgger policy into {settings["learner"]}: unexpected {unexpected}')
+        curve.write_text('env_steps,mean_return,episodes\n')
+    log = _CurveLog(curve, offset)
+    done = learner.num_timesteps
+    print(f'{name}: {done} of {settings["steps"]} fine-tuning steps done', flush=True)
+    while learner.num_timesteps < settings['steps']:
+        learner.learn(total_timesteps=settings['batch'], reset_num_timesteps=False, callback=log.callback(),
+                      progress_bar=False)
+        learner.save(saved)
+        rows = curve.read_text().strip().splitlines()
+        last = rows[-1].split(',') if len(rows) > 1 else ['?', 'nan']
+        print(f'{name}: {learner.num_timesteps}/{settings["steps"]} steps, mean return {float(last[1]):.1f}',
+              flush=True)
+
+
+def run_chain(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from mbmf_ros.core.agents import get_agent
+    from mbmf_ros.core.planners import make_planner
+    from mbmf_ros.core.policy import GaussianPolicy, ImitationConfig, Observation, dagger
+    from mbmf_ros.core.tasks import MovingForwardTask
+    from mbmf_ros.core.training import TrainConfig, format_metrics, train_dynamics
+    from mbmf_ros.io.checkpoint import load_checkpoint, load_policy, save_checkpoint, save_policy
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = _settings(args)
+    saved = out / 'settings.json'
+    if saved.exists():
+        old = json.loads(saved.read_text())
+        # more fine-tuning steps extend a run; anything else would mix two experiments in one folder
+        if {k: v for k, v in old.items() if k != 'steps'} != \
+                {k: v for k, v in json.loads(json.dumps(settings)).items() if k != 'steps'}:
+            print(f'mbmf-ros mbmf: {saved} was made with other settings; use another --out or the same options.\n'
+                  f'  saved: {old}\n  now:   {settings}', file=sys.stderr)
+            return 2
+    saved.write_text(json.dumps(settings, indent=2))
+    spec = get_agent(args.agent)
+    steps_file = out / 'env_steps.json'
+    counts = json.loads(steps_file.read_text()) if steps_file.exists() else {}
+
+    def count(stage, n):
+        counts[stage] = int(n)
+        steps_file.write_text(json.dumps(counts, indent=2))
+
+    # 1. D_rand and 2. the dynamics model
+    dyn_path = out / 'dynamics.pt'
+    if not dyn_path.exists():
+        t0 = time.time()
+        trajs = _random_data(spec, settings, args.seed)
+        count('random', sum(len(t.actions) for t in trajs))
+        n_val = max(1, len(trajs) // 10)
+        model, metrics = train_dynamics(trajs[n_val:], trajs[:n_val], TrainConfig(
+            epochs=settings['dynamics_epochs'], seed=args.seed), agent=spec.name, progress=True)
+        save_checkpoint(dyn_path, model, {'command': 'mbmf-ros mbmf', 'metrics': {
+            k: v for k, v in metrics.items() if k != 'history'}, 'random_steps': counts['random']})
+        print(f'dynamics: {format_metrics(metrics)} ({time.time() - t0:.0f} s with data)', flush=True)
+    model, _ = load_checkpoint(dyn_path, agent=spec.name, state_names=spec.state_names)
+
+    # 3. MPC expert rollouts and DAgger
+    ddir = out / 'dagger'
+    ddir.mkdir(exist_ok=True)
+    policy_path = ddir / 'policy.pt'
+    stages_log = ddir / 'stages.jsonl'
+    done_stages = [json.loads(x) for x in stages_log.read_text().splitlines()] if stages_log.exists() else []
+    task = MovingForwardTask.for_agent(spec)
+    K = settings['samples'] or int(spec.forward_planner_defaults['num_samples'])
+    H = settings['horizon'] or int(spec.forward_planner_defaults['horizon'])
+    planner = make_planner('random_shooting', spec.action_dim, H, K, args.seed)
+    im = settings['imitation']
+    config = ImitationConfig(hidden_sizes=tuple(im['hidden_sizes']), std=float(im['std']), lr=float(im['lr']),
+                             batch_size=int(im['batch_size']), epochs=settings['dagger_epochs'], seed=args.seed)
+    n_iter = settings['dagger_iterations']
+    if not done_stages or done_stages[-1]['iteration'] < n_iter:
+        policy = GaussianPolicy(Observation('state', spec.state_names), spec.action_names, config.hidden_sizes,
+                                config.std, agent=spec.name)
+        data, first = None, 0
+        if done_stages:
+            policy, _ = load_policy(policy_path, agent=spec.name, state_names=spec.state_names)
+            arrays = np.load(ddir / 'data.npz')
+            data, first = (arrays['obs'], arrays['labels']), done_stages[-1]['iteration']
+        total = (0 if data is not None else settings['mpc_rollouts']) + settings['dagger_rollouts'] * (n_iter - first)
+        bar = tqdm(total=total, desc=f'{spec.name} MPC/DAgger rollouts (K={K}, H={H})', unit='rollout')
+
+        def rollout(actor, seed):
+            ep = _forward_episode(spec, model, planner, task, actor, settings['mpc_noise_std'], seed,
+                                  settings['episode_steps'])
+            bar.update(1)
+            return ep
+
+        def on_stage(stage, arrays):
+            np.savez(ddir / 'data.tmp.npz', obs=arrays[0], labels=arrays[1])
+            (ddir / 'data.tmp.npz').replace(ddir / 'data.npz')
+            save_policy(policy_path, policy, {'stage': stage.name, 'imitation': settings['imitation_values']})
+            row = {'name': stage.name, 'iteration': 0 if stage.name == 'expert' else int(stage.name[6:]),
+                   'env_steps': stage.env_steps, 'mean_return': stage.mean_return, 'loss': stage.losses[-1]}
+            with stages_log.open('a') as f:
+                f.write(json.dumps(row) + '\n')
+            tqdm.write(f'{stage.name}: {stage.env_steps} env steps, mean return of its rollouts '
+                       f'{stage.mean_return:.1f}, imitation loss {stage.losses[-1]:.4f}')
+
+        dagger(policy, rollout, config, settings['mpc_rollouts'], n_iter, settings['dagger_rollouts'],
+               data=data, first_iteration=first, seed=args.seed * 1000 + 1, on_stage=on_stage)
+        bar.close()
+        done_stages = [json.loads(x) for x in stages_log.read_text().splitlines()]
+    count('mpc', sum(s['env_steps'] for s in done_stages if s['name'] == 'expert'))
+    count('dagger', sum(s['env_steps'] for s in done_stages if s['name'] != 'expert'))
+    policy, _ = load_policy(policy_path, agent=spec.name, state_names=spec.state_names)
+    # The DAgger policy's own return (no expert): the start of Mb-Mf's fine-tuning, evaluated without noise
+    if 'dagger_policy_return' not in counts:
+        from mbmf_ros.sim.gym_env import ForwardEnv
+        env = ForwardEnv(spec.name, settings['episode_steps'], seed=args.seed + 555)
+        returns = []
+        for i in range(3):
+            o, _ = env.reset(seed=args.seed + 555 + i)
+            total, end = 0.0, False
+            while not end:
+                o, r, te, tr, _ = env.step(policy.act(o))
+                total, end = total + r, te or tr
+            returns.append(total)
+        counts['dagger_policy_return'] = float(np.mean(returns))
+        count('policy_evaluation', env.env_steps)
+        print(f'DAgger policy: mean return {counts["dagger_policy_return"]:.1f} over 3 episodes', flush=True)
+
+    # 4. fine-tuning from the DAgger policy, and 5. the same learner from scratch
+    offset = sum(v for k, v in counts.items() if k in ('random', 'mpc', 'dagger', 'policy_evaluation'))
+    _finetune(settings, out, 'mbmf', offset, init_policy=policy)
+    _finetune(settings, out, 'scratch', 0)
+    count('finetune', settings['steps'])
+    print(f'done: {out} (environment steps before fine-tuning: {offset})')
+    return 0
+
+
+def _curve(path: Path):
+    rows = [r for r in csv.DictReader(path.open())] if path.exists() else []
+    return np.array([[float(r['env_steps']), float(r['mean_return'])] for r in rows]).reshape(-1, 2)
+
+
+def _smooth(y, n=3):
+    return np.array([np.mean(y[max(0, i - n + 1):i + 1]) for i in range(len(y))])
+
+
+def steps_to(curve, threshold):
+    """First environment step count at which the smoothed return reaches threshold, or None."""
+    if not len(curve):
+        return None
+    hit = np.flatnonzero(_smooth(curve[:, 1]) >= threshold)
+    return float(curve[hit[0], 0]) if len(hit) else None
+
+
+def write_report(report: str, runs: list, fraction: float) -> int:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    report = Path(report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    lines = ['# Mb-Mf: model-based initialisation of a model-free learner (paper Sec. V, Fig. 8)', '',
+             'Made by `make mbmf` (`mbmf-ros mbmf`, then `mbmf-ros mbmf --report`). Reward: the agent\'s '
+             'moving-forward reward (appendix C) on the true states. Return = mean return of the learner\'s '
+             'training episodes in each batch (with its exploration noise). Environment steps of Mb-Mf include '
+             'the random data, the MPC rollouts, the DAgger rollouts and the DAgger policy\'s evaluation.', '',
+             '| agent | learner | seed | batch | fine-tuning steps | steps before fine-tuning (random + MPC + '
+             'DAgger) | MPC K, H | DAgger policy return | threshold | steps to threshold: scratch | Mb-Mf | '
+             'ratio |', '|' + '---|' * 12]
+    images = []
+    for run in runs:
+        run = Path(run)
+        s = json.loads((run / 'settings.json').read_text())
+        c = json.loads((run / 'env_steps.json').read_text()) if (run / 'env_steps.json').exists() else {}
+        mbmf, scratch = _curve(run / 'curve_mbmf.csv'), _curve(run / 'curve_scratch.csv')
+        best = float(np.max(_smooth(scratch[:, 1]))) if len(scratch) else float('nan')
+        threshold = fraction * best if best > 0 else best / fraction if len(scratch) else float('nan')
+        a, b = steps_to(scratch, threshold), steps_to(mbmf, threshold)
+        ratio = f'{a / b:.2f}x' if a and b else 'n/a (not reached)' if not b else 'n/a'
+        before = sum(c.get(k, 0) for k in ('random', 'mpc', 'dagger', 'policy_evaluation'))
+        from mbmf_ros.core.agents import get_agent
+        spec = get_agent(s['agent'])
+        K = s['samples'] or spec.forward_planner_defaults['num_samples']
+        H = s['horizon'] or spec.forward_planner_defaults['horizon']
+        lines.append(f"| {s['agent']} | {s['learner']} | {s['seed']} | {s['batch']} | {s['steps']} | {before} "
+                     f"({c.get('random', 0)} + {c.get('mpc', 0)} + {c.get('dagger', 0)}) | {K}, {H} | "
+                     f"{c.get('dagger_policy_return', float('nan')):.1f} | {threshold:.1f} "
+                     f"({fraction:g} x scratch's best {best:.1f}) | {a or 'not reached'} | {b or 'not reached'} | "
+                     f"{ratio} |")
+        fig, ax = plt.subplots(figsize=(6, 4))
+        if len(scratch):
+            ax.plot(scratch[:, 0], _smooth(scratch[:, 1]), color='tab:red', label=f"{s['learner'].upper()} alone")
+        if len(mbmf):
+            ax.plot(mbmf[:, 0], _smooth(mbmf[:, 1]), color='tab:green', label=f"Mb-Mf ({s['learner'].upper()} "
+                    'from the DAgger policy)')
+        if before:
+            ax.scatter([before], [c.get('dagger_policy_return', np.nan)], color='tab:blue', zorder=3,
+                       label='DAgger policy (model-based steps)')
+        if np.isfinite(threshold):
+            ax.axhline(threshold, color='gray', ls=':', lw=1, label='threshold')
+        ax.set_xscale('log')
+        ax.set_xlabel('environment steps')
+        ax.set_ylabel('mean episode return')
+        ax.set_title(f"{s['agent']}: batch {s['batch']}, seed {s['seed']}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        png = report.parent / f"mbmf_{s['agent']}_{s['learner']}_seed{s['seed']}.png"
+        fig.savefig(png, dpi=110)
+        plt.close(fig)
+        images.append(f'![{s["agent"]}]({png.name})')
+    lines += [''] + images + ['', f'Threshold: {fraction:g} x the best smoothed (3 batches) return of the learner '
+                              'from scratch; ratio = its steps to the threshold / Mb-Mf\'s (all steps counted).']
+    report.write_text('\n'.join(lines) + '\n')
+    print(report.read_text())
+    return 0
+
+
+def run(args) -> int:
+    if args.report:
+        if not args.runs:
+            print('mbmf-ros mbmf: --report needs --runs FOLDER...', file=sys.stderr)
+            return 2
+        return write_report(args.report, args.runs, args.threshold_fraction)
+    if not args.agent or not args.out:
+        print('mbmf-ros mbmf: --agent and --out are needed (or --report with --runs)', file=sys.stderr)
+        return 2
+    return run_chain(args)
