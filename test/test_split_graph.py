@@ -92,14 +92,24 @@ def test_split_follow_runs_the_example_paths_across_two_hosts(linked_hosts, tmp_
                   f"{r['mean_solve_time_s'] * 1e3:.0f} ms/plan") for name, r in reports.items()}, 'resent:', resent)
 
 
-def _moving(split, name: str, timeout: float = 40.0) -> None:
-    """Wait until the send-path process `name` reports the robot a fifth of the way along its path."""
-    deadline = time.monotonic() + timeout
-    while 'progress 0.2' not in split.output(name):
-        if time.monotonic() > deadline or split.procs[name].poll() is not None:
-            pytest.fail(f'the robot did not get going on its path: {split.output(name)[-2000:]}\n'
-                        + split.output('offboard')[-3000:])
-        time.sleep(0.05)
+def _follow_until_moving(split, name: str, path: str, timeout: float = 40.0) -> None:
+    """Start `send-path PATH --wait` on the workstation as `name` and wait until it reports the robot a fifth
+    of the way along. A busy machine that stalls the planner for 0.4 s trips the watchdog, which cancels the
+    path (as it must): then the path is sent again, twice at most."""
+    for attempt in range(3):
+        proc = split.start(name, 'workstation', [sys.executable, '-m', 'mbmf_ros.cli', 'send-path', path,
+                                                 '--wait', '--timeout', '60', '--connect-timeout', '60'])
+        deadline = time.monotonic() + timeout
+        while True:
+            out = split.output(name).rsplit('=== start', 1)[-1]
+            if 'progress 0.2' in out:
+                return
+            if proc.poll() is not None and "the robot's watchdog stopped it" in out and attempt < 2:
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f'the robot did not get going on its path: {out[-2000:]}\n'
+                            + split.output('offboard')[-3000:])
+            time.sleep(0.05)
 
 
 def test_losing_the_workstation_stops_the_robot_within_one_watchdog_period(linked_hosts, tmp_path):
@@ -116,13 +126,8 @@ def test_losing_the_workstation_stops_the_robot_within_one_watchdog_period(linke
     split.start_part('robot')
     split.start_part('offboard')
 
-    def follow_in_background(name):
-        return split.start(name, 'workstation', [sys.executable, '-m', 'mbmf_ros.cli', 'send-path', u_turn,
-                                                 '--wait', '--timeout', '60', '--connect-timeout', '60'])
-
     # 1. The offboard part killed mid-path.
-    follow_in_background('send_1')
-    _moving(split, 'send_1')
+    _follow_until_moving(split, 'send_1', u_turn)
     killed = split.kill('offboard')
     stopped = split.wait_for_log('robot', 'watchdog: last action', timeout=10, after=killed)
     assert 0.0 <= stopped - killed <= WATCHDOG_S, f'the robot stopped {stopped - killed:.3f} s after the kill'
@@ -134,8 +139,7 @@ def test_losing_the_workstation_stops_the_robot_within_one_watchdog_period(linke
     split.wait_for_log('robot', 'actions are back', timeout=60, after=back)
     assert 'accepted a path' not in split.output('offboard').split('=== start 2')[1]
     # 3. The link cut mid-path, the workstation alive with its plan.
-    follow_in_background('send_2')
-    _moving(split, 'send_2')
+    _follow_until_moving(split, 'send_2', u_turn)
     split.hosts.set_link(LinkSettings(cut=True))
     cut = split.relay_event('cut=True', timeout=10)
     stopped = split.wait_for_log('robot', 'watchdog: last action', timeout=10, after=cut)
@@ -147,7 +151,7 @@ def test_losing_the_workstation_stops_the_robot_within_one_watchdog_period(linke
     split.wait_for_log('offboard', 'dropping the path', timeout=10, after=restored)
     resumed = split.wait_for_log('robot', 'actions are back', timeout=30, after=restored)
     assert split.procs['send_2'].wait(30) == 1
-    assert "the robot's watchdog stopped it" in split.output('send_2')
+    assert "the robot's watchdog stopped it" in split.output('send_2').rsplit('=== start', 1)[-1]
     # Let it stand for a second with the workstation connected, then close the bag and read what it did.
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline and split.procs['offboard'].poll() is None:
