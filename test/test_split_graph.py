@@ -85,9 +85,9 @@ def test_split_follow_runs_the_example_paths_across_two_hosts(linked_hosts, tmp_
         bar = (0.5 if kept_up else 1.0) * spec.body_length
         assert r['mean_cross_track_m'] < bar, (name, r, 'kept up' if kept_up else 'the planner fell behind')
     after = _link_packets(split)
-    # Every state and action crossed the link: 20 Hz each way for the whole run, at least.
+    # The states (20 Hz) and the actions (one per plan: 5 Hz at least, even on a busy machine) crossed the link.
     seconds = sum(r['wall_time_s'] for r in reports.values())
-    assert after[0] - before[0] > 20 * seconds and after[1] - before[1] > 20 * seconds, (before, after, seconds)
+    assert after[0] - before[0] > 5 * seconds and after[1] - before[1] > 20 * seconds, (before, after, seconds)
     print({name: (round(r['mean_cross_track_m'] / spec.body_length, 3), round(r['completion'], 3),
                   f"{r['mean_solve_time_s'] * 1e3:.0f} ms/plan") for name, r in reports.items()}, 'resent:', resent)
 
