@@ -2,8 +2,8 @@
 offboard part (waypoint manager, planner, recorder) in another, joined by a veth pair with our own relay on it;
 DDS discovery over the subnet (ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET, UDP only), nothing past the namespaces.
 
-Real time at 20 Hz with MPPI K=100, H=10: about 15 ms a plan on an idle core here, well under the 50 ms period,
-so that a busy machine (several times slower) still follows. Needs root for `ip netns`; skipped, with the reason, where that is not allowed.
+Real time at 20 Hz with MPPI K=100, H=10: about 0.7 of the time of K=200 (30 ms a plan here when the machine was
+less busy), under the 50 ms period, so that a busy machine still follows. Needs root for `ip netns`; skipped, with the reason, where that is not allowed.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from mbmf_ros.core.agents import get_agent
 REPO = Path(__file__).resolve().parent.parent
 PATHS = sorted((REPO / 'config' / 'paths').glob('*.yaml'))
 # MPPI walks the hexapod about twice as fast as random shooting (README, "Which planner"): the real-time runs
-# take half as long. K=100 leaves the plan room on a busy 2-core machine; it follows as well as K=200 in
-# bench/bench_follow.py (mean cross-track 0.01-0.11 BL on the example paths).
+# take half as long. K=100 leaves the plan room on a busy 2-core machine; it followed as well as K=200 in
+# bench/bench_follow.py (mean cross-track 0.01-0.11 BL on the example paths and a 127-degree corner).
 GRAPH = {'planner': 'mppi', 'num_samples': 100, 'horizon': 10, 'action_timeout_s': 0.5}
 WATCHDOG_S = GRAPH['action_timeout_s']
 
