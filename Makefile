@@ -9,7 +9,7 @@ STAMPS := $(VENV)/.mbmf
 BUILD := build/interfaces
 INTERFACES := $(wildcard msg/*.msg srv/*.srv) CMakeLists.txt cmake/fix_wheel_includes.cmake package.xml
 
-.PHONY: venv demo test bench paper clean
+.PHONY: venv demo test bench bench-peers paper mbmf clean
 venv: $(STAMPS)/package
 
 $(STAMPS)/deps: requirements.txt
@@ -46,10 +46,34 @@ test: venv
 # PROFILE=paper for the appendix's settings (many hours more), PROFILE=here for what fits one session here.
 PROFILE ?= here
 paper: venv
-	nice -n 10 $(VENV)/bin/mbmf-ros paper --profile $(PROFILE)
+	nice -n 10 $(VENV)/bin/mbmf-ros paper --profile $(PROFILE) --readme README.md
 
-bench: venv
-	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+# The peers (pytorch-mppi, mbrl-lib) live in their own venv, never in the product's: mbrl 0.2.0 pins gymnasium
+# 0.26 and hydra 1.0, so it goes in with --no-deps beside the pieces its planning module imports.
+PEERS := .venv-peers
+$(PEERS)/.stamp: bench/requirements-peers.txt
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(PEERS)/bin/python -m pip install -q -r bench/requirements-peers.txt
+	$(PEERS)/bin/python -m pip install -q --no-deps mbrl==0.2.0
+	touch $@
+
+bench-peers: $(PEERS)/.stamp
+
+# Every benchmark, each measuring the machine's matmul ceiling in its own run; bench/results.md is written from
+# their output (BENCH_ARGS=--quick for a short run).
+bench: venv bench-peers
+	nice -n 10 $(PY) bench/run_all.py $(BENCH_ARGS)
+
+# Mb-Mf curves (paper Fig. 8) for the swimmer and the half_cheetah, then results/mbmf.md + plots. Scaled to a
+# 2-core machine (about 1 h here, niced; resumable: run it again after a stop). The paper's own settings
+# (MBMF_SCALE= empty: K/H of appendix A.3, 30 MPC rollouts, TRPO batch 50000 for ~1e6-1e7 steps) take days here.
+MBMF_SCALE ?= --samples 500 --horizon 10 --mpc-rollouts 4 --dagger-rollouts 2 --batch 5000 --steps 100000
+MBMF_CHEETAH ?= --mpc-rollouts 2 --dagger-iterations 2 --dagger-rollouts 1
+mbmf: venv
+	nice -n 10 $(VENV)/bin/mbmf-ros mbmf --agent swimmer --out runs/mbmf/swimmer $(MBMF_SCALE)
+	nice -n 10 $(VENV)/bin/mbmf-ros mbmf --agent half_cheetah --out runs/mbmf/half_cheetah $(MBMF_SCALE) $(MBMF_CHEETAH)
+	$(VENV)/bin/mbmf-ros mbmf --report results/mbmf.md --runs runs/mbmf/swimmer runs/mbmf/half_cheetah
 
 clean:
-	rm -rf build $(VENV) *.egg-info
+	rm -rf build $(VENV) $(PEERS) *.egg-info

@@ -12,6 +12,7 @@ COMMANDS = {
     'collect': 'mbmf_ros.commands.collect',
     'train': 'mbmf_ros.commands.train',
     'follow': 'mbmf_ros.commands.follow',
+    'emulate-robot': 'mbmf_ros.commands.emulate_robot',
     'send-path': 'mbmf_ros.commands.send_path',
     'aggregate': 'mbmf_ros.commands.aggregate',
     'mbrl': 'mbmf_ros.commands.mbrl',

@@ -231,7 +231,8 @@ def _follow_nodes(args: dict) -> list:
             'horizon': int(args['horizon']), 'alpha': float(args['alpha']), 'beta': float(args['beta']),
             'heading_weight': float(args['heading_weight']),
             'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['threads']),
-            'wait_for_reference': sim and args['mode'] == 'lockstep', 'drop_path_on_robot_stop': split}] + qos)
+            'wait_for_reference': sim and args['mode'] == 'lockstep', 'latest_state_only': not sim,
+            'stop_on_invalid': not sim, 'drop_path_on_robot_stop': split}] + qos)
     elif controller == 'policy':
         # the distilled follower: same topics and safety as mpc_planner, a 2x64 MLP instead of K x H predictions
         actor = NodeDesc('policy_controller', 'policy_controller', parameters=[{
@@ -288,7 +289,7 @@ register(GraphDesc(
                'mode': ('realtime', 'realtime: the simulated robot runs at wall-clock pace and waits for paths; '
                                     'lockstep: one step per action (deterministic, for evaluation)'),
                'model': ('', "dynamics checkpoint ('' : the shipped config/models/<agent>.pt)"),
-               'planner': ('random_shooting', 'random_shooting (the paper), cem or mppi'),
+               'planner': ('random_shooting', 'random_shooting (the paper), cem, mppi or icem'),
                'controller': ('mpc', 'mpc; policy (the distilled follower, policy_controller); or a baseline: '
                                      'zero or random actions'),
                'policy': ('', "policy checkpoint for controller:=policy ('' : the shipped "

@@ -126,3 +126,24 @@ def test_random_paths_are_valid_and_start_forward():
         p = random_path(rng, (1, 3), (0.2, 0.5))
         WaypointPath(p)
         assert 2 <= len(p) <= 4 and p[1, 1] == 0.0 and p[1, 0] >= 0.2
+
+
+def test_closed_loop_records_expert_labels_where_the_policy_drives():
+    from mbmf_ros.graphs import config_dir
+    from mbmf_ros.sim.closed_loop import follow_in_process
+    spec = get_agent('hexapod')
+    model, _ = load_checkpoint(config_dir() / 'models' / 'hexapod.pt', agent='hexapod')
+    ob = Observation('path', spec.state_names, (0.0, 0.1))
+    path = np.array([[0.0, 0.0], [0.5, 0.0]])
+    expert = follow_in_process('hexapod', model, path, num_samples=50, horizon=3, max_steps=8, record=ob,
+                               noise_std=0.005)
+    assert expert.observations.shape == (8, ob.dim) and expert.labels.shape == (8, 2)
+    assert np.abs(expert.labels).max() <= 1.0 and expert.mean_solve_time_s > 0
+    torch.manual_seed(0)
+    policy = GaussianPolicy(ob, spec.action_names, agent='hexapod')
+    driven = follow_in_process('hexapod', model, path, num_samples=50, horizon=3, max_steps=8, policy=policy,
+                               record=True)
+    assert driven.labels.shape == (8, 2)
+    # the policy drove: its actions, not the labels, moved the robot (the runs differ)
+    assert not np.allclose(driven.trajectory_xy, expert.trajectory_xy)
+    np.testing.assert_allclose(driven.observations[0], expert.observations[0], atol=1e-6)   # same start

@@ -59,18 +59,18 @@ def test_policy_controller_answers_every_state_and_says_why(ros, procs, policies
 
     def send(msg, n):
         pub_state.publish(msg)
-        ros.spin_until(lambda: len(status) >= n, 10, f'status {n}')
+        ros.spin_until(lambda: len(status) >= n, 30, f'status {n}')
 
     send(_state(spec, now(), 0), 1)                                   # before any reference
     ros.wait_for_subscribers(pub_ref, 1, 10)
     pub_ref.publish(path_to_msg(np.array([[0.0, 0.0], [1.0, 0.0]]), 'odom', now()))
-    ros.spin_until(lambda: 'new reference' in procs.output('policy_controller'), 10, 'the reference')
+    ros.spin_until(lambda: 'new reference' in procs.output('policy_controller'), 30, 'the reference')
     send(_state(spec, now(), 1), 2)                                   # acts
     old = now()
     old.sec -= 10
     send(_state(spec, old, 2), 3)                                     # stale
     send(_state(spec, now(), 3, names=list(spec.state_names[:-1]) + ['oops']), 4)   # another layout
-    ros.spin_until(lambda: len(actions) >= 4, 10, 'four actions')
+    ros.spin_until(lambda: len(actions) >= 4, 30, 'four actions')
     reasons = [s.reason for s in status]
     assert reasons[0] == 'no reference' and reasons[1] == 'ok'
     assert reasons[2].startswith('stale state') and 'is not the hexapod layout' in reasons[3]
@@ -91,7 +91,7 @@ def test_policy_controller_without_a_policy_sends_zeros(ros, procs):
     procs.node('policy_controller', params={'agent': 'hexapod'})
     ros.wait_for_subscribers(pub_state, 1, 30)
     ros.wait_for_publishers(T.MPC_STATUS, 1, 30)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not status and time.monotonic() < deadline:
         pub_state.publish(_state(spec, ros.node.get_clock().now().to_msg(), 0))
         ros.spin_for(0.2)
@@ -101,9 +101,24 @@ def test_policy_controller_without_a_policy_sends_zeros(ros, procs):
 def test_policy_for_another_agent_is_refused_with_both_names(procs, policies):
     p = procs.node('policy_controller', name='wrong_agent', params={'agent': 'hexapod',
                                                                      'policy_path': policies['swimmer']})
-    assert p.wait(30) != 0
+    assert p.wait(90) != 0
     out = procs.output('wrong_agent')
     assert "made for agent 'swimmer' (expected 'hexapod')" in out
     p = procs.node('policy_controller', name='missing', params={'policy_path': '/nonexistent/p.pt'})
-    assert p.wait(30) != 0
+    assert p.wait(90) != 0
     assert 'does not exist' in procs.output('missing') and 'distill-follower' in procs.output('missing')
+
+
+def test_follow_graph_runs_the_policy_controller_with_controller_policy():
+    from mbmf_ros.graphs import config_dir, get_graph, resolve_arguments
+    graph = get_graph('follow')
+    nodes = graph.nodes(resolve_arguments(graph, {'controller': 'policy', 'mode': 'lockstep'}))
+    (actor,) = [n for n in nodes if n.executable == 'policy_controller']
+    params = actor.parameters[0]
+    assert params['policy_path'] == str(config_dir() / 'models' / 'hexapod_follow_policy.pt')
+    assert params['wait_for_reference'] is True and params['use_sim_time'] is True
+    assert not any(n.executable == 'mpc_planner' for n in nodes)
+    nodes = graph.nodes(resolve_arguments(graph, {'controller': 'policy', 'policy': '/x/p.pt'}))
+    assert [n for n in nodes if n.executable == 'policy_controller'][0].parameters[0]['policy_path'] == '/x/p.pt'
+    with pytest.raises(ValueError, match='controller must be mpc, policy, zero or random'):
+        graph.nodes(resolve_arguments(graph, {'controller': 'ppo'}))

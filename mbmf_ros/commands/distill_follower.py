@@ -3,8 +3,9 @@
     mbmf-ros distill-follower [--out config/models/hexapod_follow_policy.pt] [--work runs/distill_follower]
 
 The policy (2 x 64 tanh, core/policy.py) sees the body-frame state and points of the path ahead relative to the
-robot; the expert is the MPC of `mbmf-ros follow` (random shooting, the agent's K and H, the shipped dynamics
-model) run in process (sim/closed_loop.py). Expert rollouts on random paths (N(0, 0.005) on the MPC's
+robot; the expert is the MPC of `mbmf-ros follow` (the agent's K and H, the shipped dynamics model; MPPI by
+default: random shooting's first actions are uniform draws, whose mean a regression shrinks toward zero, and
+the policy stalled at corners) run in process (sim/closed_loop.py). Expert rollouts on random paths (N(0, 0.005) on the MPC's
 actions), then DAgger iterations: the policy drives, the MPC labels every visited state, refit on all data.
 Settings: config/mbmf.yaml, section hexapod_follow. Resumable: each stage's data and policy are kept in
 --work; a second run continues after the last finished stage. Seeded: the same command gives the same policy.
@@ -69,6 +70,7 @@ def run(args) -> int:
     noise = float(load_settings('mpc_noise_std')['mpc_noise_std'])
     config = ImitationConfig(std=float(cfg['std']), lr=float(cfg['lr']), batch_size=int(cfg['batch_size']),
                              epochs=epochs, seed=seed)
+    torch.manual_seed(seed)          # the initial weights
     obs_layout = Observation('path', spec.state_names, tuple(float(d) for d in cfg['lookahead_m']))
     policy = GaussianPolicy(obs_layout, spec.action_names, config.hidden_sizes, config.std, agent=spec.name)
 
@@ -91,7 +93,8 @@ def run(args) -> int:
     def rollout(actor, episode_seed):
         rng = np.random.default_rng(episode_seed)
         path = random_path(rng, tuple(cfg['path_segments']), tuple(cfg['path_segment_m']))
-        result = follow_in_process(spec.name, model, path, seed=episode_seed, policy=actor,
+        result = follow_in_process(spec.name, model, path, planner=cfg['expert_planner'], seed=episode_seed,
+                                   policy=actor,
                                    record=obs_layout if actor is None else True,
                                    noise_std=noise if actor is None else 0.0, give_up_m=float(cfg['give_up_m']))
         bar.update(1)
@@ -121,7 +124,7 @@ def run(args) -> int:
     bar.close()
     save_policy(out, policy, {
         'command': f'mbmf-ros distill-follower --agent {args.agent}', 'expert_model': str(model_path),
-        'expert': {'planner': 'random_shooting', **spec.planner_defaults, 'noise_std': noise},
+        'expert': {'planner': cfg['expert_planner'], **spec.planner_defaults, 'noise_std': noise},
         'imitation': {'lr': config.lr, 'batch_size': config.batch_size, 'std': config.std, 'epochs': epochs},
         'expert_rollouts': n_expert, 'dagger_iterations': iterations, 'dagger_rollouts': n_roll,
         'env_steps': env_steps, 'labelled_states': int(len(np.load(work / 'data.npz')['obs']))})

@@ -269,7 +269,7 @@ def add_arguments(parser):
     parser.add_argument('--path', required=True, help='path YAML {frame_id, waypoints: [[x, y], ...]}')
     parser.add_argument('--report', required=True, help='report JSON to write')
     parser.add_argument('--plot', help='PNG of path, trajectory and predicted plans')
-    parser.add_argument('--planner', default='random_shooting', choices=['random_shooting', 'cem', 'mppi'])
+    parser.add_argument('--planner', default='random_shooting', choices=['random_shooting', 'cem', 'mppi', 'icem'])
     parser.add_argument('--samples', type=int, default=0, help="K (0: the agent's default)")
     parser.add_argument('--horizon', type=int, default=0, help="H (0: the agent's default)")
     parser.add_argument('--baseline', choices=['zero', 'random'], help='run a baseline actor instead of MPC')

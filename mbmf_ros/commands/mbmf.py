@@ -38,6 +38,7 @@ def add_arguments(parser):
     parser.add_argument('--dagger-rollouts', type=int, default=0, help='(0: config)')
     parser.add_argument('--episode-steps', type=int, default=0, help='steps per episode (0: config)')
     parser.add_argument('--random-rollouts', type=int, default=0, help='(0: config)')
+    parser.add_argument('--random-steps', type=int, default=0, help='steps per random rollout (0: config)')
     parser.add_argument('--released', action='store_true',
                         help="imitation with the authors' released code's lr 1e-3, batch 512, std 0.5")
     parser.add_argument('--seed', type=int, default=0)
@@ -56,7 +57,7 @@ def _settings(args) -> dict:
     batch = args.batch or int(learner['batch_size'])
     return {
         'agent': args.agent, 'learner': args.learner, 'seed': args.seed,
-        'random_rollouts': args.random_rollouts or int(a['random_rollouts']), 'random_steps': int(a['random_steps']),
+        'random_rollouts': args.random_rollouts or int(a['random_rollouts']), 'random_steps': args.random_steps or int(a['random_steps']),
         'dynamics_epochs': int(a['dynamics_epochs']),
         'episode_steps': args.episode_steps or int(a['episode_steps']),
         'mpc_rollouts': args.mpc_rollouts or int(a['mpc_rollouts']),
@@ -93,7 +94,7 @@ def _random_data(spec, settings, rng_seed):
     from types import SimpleNamespace
 
     from mbmf_ros.sim.simulation import Simulation
-    sim = Simulation(spec, max_episode_steps=settings['random_steps'], seed=rng_seed)
+    sim = Simulation(spec, max_episode_steps=settings['random_steps'], seed=rng_seed, heading_noise=False)
     rng = np.random.default_rng(rng_seed + 1)
     out = []
     for _ in range(settings['random_rollouts']):
@@ -116,7 +117,7 @@ def _forward_episode(spec, model, planner, task, policy, noise_std, seed, episod
     from mbmf_ros.core.policy import Episode
     from mbmf_ros.sim.gym_env import step_reward
     from mbmf_ros.sim.simulation import Simulation
-    sim = Simulation(spec, max_episode_steps=episode_steps, seed=seed)
+    sim = Simulation(spec, max_episode_steps=episode_steps, seed=seed, heading_noise=False)
     rng = np.random.default_rng(seed + 17)
     state = np.asarray(sim.reset().estimate.values, dtype=np.float64)
     planner.reset()

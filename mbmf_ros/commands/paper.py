@@ -230,9 +230,42 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
                   f"{_ms(r['completion'])} |")
     md.append('')
     everything['minutes'] = mins
+    everything['headline'] = headline(fwd, fol, stamp)
     (results / 'README.md').write_text('\n'.join(md) + '\n')
     (results / 'results.json').write_text(json.dumps(everything, indent=2, default=str))
     return results / 'README.md'
+
+
+README_BEGIN = '<!-- paper-results:begin (written by mbmf-ros paper; do not edit) -->'
+README_END = '<!-- paper-results:end -->'
+
+
+def headline(fwd: dict, fol: dict, stamp: str) -> str:
+    """The short table for the project README: per agent and task, MPC vs zero vs random."""
+    rows = ['| agent | task | data (steps) | MPC | zero-action | random-action |', '|---|---|---|---|---|---|']
+    for agent, v in fwd.items():
+        r = v['evaluation']['results']
+        rows.append(f"| {agent} | forward (return) | {v['summary']['total_steps']} | {_ms(r['mpc']['return'], 1)} | "
+                    f"{_ms(r['zero']['return'], 1)} | {_ms(r['random']['return'], 1)} |")
+    for agent, ev in fol.items():
+        r = ev['results']
+        cell = lambda c: (f"{r[c]['mean_cross_track_body_lengths']['mean']:.3f} BL, "  # noqa: E731
+                          f"{r[c]['completion']['mean']:.2f} done")
+        rows.append(f"| {agent} | follow (cross-track, completion; {len(r['mpc']['paths'])} paths) | "
+                    f"{_data_steps(ev['model'], ev['settings'])} | {cell('mpc')} | {cell('zero')} | {cell('random')} |")
+    return '\n'.join(rows) + f'\n\n{stamp}; full tables: [results/README.md](results/README.md).\n'
+
+
+def update_readme(readme: Path, text: str) -> bool:
+    """Replace the block between README_BEGIN and README_END in ``readme``; False when the markers are absent."""
+    if not readme.is_file():
+        return False
+    s = readme.read_text()
+    if README_BEGIN not in s or README_END not in s:
+        return False
+    a, b = s.index(README_BEGIN) + len(README_BEGIN), s.index(README_END)
+    readme.write_text(s[:a] + '\n' + text + s[b:])
+    return True
 
 
 def _data_steps(model_path: str, settings: dict) -> str:
@@ -267,6 +300,7 @@ def add_arguments(parser):
     parser.add_argument('--results', default='results', help='where the tables and plots go (default results)')
     parser.add_argument('--only', nargs='+', help=f'units to run (default all: {" ".join(DEFAULT_UNITS)})')
     parser.add_argument('--tables-only', action='store_true', help='only (re)write results/ from what exists')
+    parser.add_argument('--readme', default='', help='also rewrite the headline block of this README.md')
 
 
 def run(args) -> int:
@@ -286,4 +320,8 @@ def run(args) -> int:
             write_results(work, results, args.profile, command)
     path = write_results(work, results, args.profile, command)
     _log(f'wrote {path}')
+    if args.readme:
+        everything = json.loads((results / 'results.json').read_text())
+        if update_readme(Path(args.readme), everything['headline']):
+            _log(f'updated the headline table in {args.readme}')
     return 0

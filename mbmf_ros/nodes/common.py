@@ -25,6 +25,9 @@ HISTORY = QoSProfile(depth=1000, history=HistoryPolicy.KEEP_LAST, reliability=Re
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # The flag a real-time bridge sets on every state while its watchdog holds the robot stopped (AgentState.flags).
 WATCHDOG_FLAG = 'watchdog_stop'
+# A real-time consumer that only wants the newest message (a robot's planner that falls behind).
+LATEST = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
 # Sensors at high rate.
 SENSOR = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)

@@ -65,9 +65,9 @@ class HardwareBridge(Node):
         if not port:
             raise SystemExit('hardware_bridge: parameter port: empty; give the serial device, e.g. '
                              'port:=/dev/ttyUSB0 (or the path `mbmf-ros emulate-robot` prints)')
-        problems = [f'{n} must be > 0, found {v}' for n, v in (('baud', baud), ('command_timeout_s', self.command_timeout),
-                    ('link_timeout_s', link_timeout), ('reconnect_backoff_s', backoff), ('poll_period_s', poll),
-                    ('heartbeat_period_s', heartbeat)) if not v > 0]
+        positive = (('baud', baud), ('command_timeout_s', self.command_timeout), ('link_timeout_s', link_timeout),
+                    ('reconnect_backoff_s', backoff), ('poll_period_s', poll), ('heartbeat_period_s', heartbeat))
+        problems = [f'{n} must be > 0, found {v}' for n, v in positive if not v > 0]
         problems += [f'max_episode_steps and max_episodes must be >= 0, found {self.max_steps}, {self.max_episodes}']\
             if self.max_steps < 0 or self.max_episodes < 0 else []
         if problems:

@@ -16,18 +16,20 @@ following; with drop_path_on_robot_stop, the workstation part of a split graph, 
 'watchdog_stop' by the bridge drops the reference: the robot waits for a new path instead of resuming an old
 plan), the state is stale (older than stale_after_periods control periods by the node clock, the
 /clock with use_sim_time), it is flagged invalid (a stale or missing sensor such as the motion-capture pose;
-parameter stop_on_invalid, default true), its layout is not the agent's, it has non-finite values, or the path
-is done.
+parameter stop_on_invalid, true on a robot), its layout is not the agent's, it has non-finite values, or the
+path is done.
 Parameters
-  agent (hexapod), task (trajectory_following | moving_forward), planner (random_shooting | cem | mppi),
-  num_samples K and horizon H (0: the agent's defaults, paper appendix A.3), alpha (1.0, per m per step),
+  agent (hexapod), task (trajectory_following | moving_forward), planner (random_shooting | cem | mppi | icem),
+  num_samples K and horizon H (0: the agent's defaults, paper appendix A.3); precision, device and the iCEM
+  settings come from config/planners.yaml; alpha (1.0, per m per step),
   beta (5.0, per m of progress), heading_weight (0.0 = the paper's reward, per rad per step; 0.05 stalled the
   hexapod at corners sharper than 90 degrees and on zig-zags), lookahead_m (0.5, m of path ahead
   searched for the closest segment; <= 0: all), clamp_progress (true), seed (0; -1: random), model_path
   ('' : wait for /mbmf/model), stale_after_periods (2.0), num_threads (0: torch's default), world_frames
   ([odom, world, map]), drop_path_on_robot_stop (false), wait_for_reference (false; true: in lock-step, a state
   that comes before any reference is answered only once one arrives, so a run does not depend on which of the
-  two reaches the planner first).
+  two reaches the planner first), latest_state_only (false; true on a robot: keep only the newest state when
+  planning falls behind). The /mbmf/state subscription takes ROS 2 QoS overrides (config/realtime_qos.yaml).
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ from rclpy.node import Node
 from mbmf_ros import topics as T
 from mbmf_ros.core.waypoints import DEFAULT_WORLD_FRAMES, PathError, WaypointPath
 from mbmf_ros.msg import ActionCommand, AgentState, ModelInfo, MpcStatus
-from mbmf_ros.nodes.common import (CONTROL, HISTORY, LATCHED, WATCHDOG_FLAG, overridable, run_node,
+from mbmf_ros.nodes.common import (CONTROL, HISTORY, LATCHED, LATEST, WATCHDOG_FLAG, overridable, run_node,
                                    stamp_to_sec)
 from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
@@ -68,7 +70,8 @@ class MpcPlanner(Node):
         seed = int(p('seed', 0))
         model_path = p('model_path', '')
         self.stale_after_periods = float(p('stale_after_periods', 2.0))
-        self.stop_on_invalid = bool(p('stop_on_invalid', True))
+        self.stop_on_invalid = bool(p('stop_on_invalid', False))
+        self.latest_state_only = bool(p('latest_state_only', False))
         # lock-step: hold the answer to a state until a reference arrives (the simulated robot waits with it)
         self.wait_for_reference = bool(p('wait_for_reference', False))
         # split graph: a state flagged 'watchdog_stop' drops the path (the workstation or the link was gone)
@@ -131,7 +134,10 @@ class MpcPlanner(Node):
                 raise SystemExit(f'mpc_planner: parameter model_path: {e}')
             self.model_path = model_path
             self.get_logger().info(f'model {model_path} loaded')
-        self.create_subscription(AgentState, T.STATE, self.on_state, **overridable(CONTROL))
+        # latest_state_only (a robot in real time): a plan slower than the control period answers the newest state
+        # rather than a backlog of states that are all stale by then
+        self.create_subscription(AgentState, T.STATE, self.on_state,
+                                 **overridable(LATEST if self.latest_state_only else CONTROL))
         self.create_subscription(Path, T.REFERENCE, self.on_reference, LATCHED)
         self.create_subscription(ModelInfo, T.MODEL, self.on_model, LATCHED)
         self.get_logger().info(

@@ -51,7 +51,7 @@ class RobotEmulatorNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, T.DIAGNOSTICS, 10)
         self.create_service(ResetSim, T.EMULATOR_RESET, self.on_reset)
         self.create_service(Trigger, T.EMULATOR_UNPLUG, self.on_unplug)
-        self.create_timer(float(self.declare_parameter('diagnostics_period_s', 1.0).value), self.publish_diagnostics)
+        self.create_timer(float(self.declare_parameter('diagnostics_period_s', 0.25).value), self.publish_diagnostics)
         path = self.emulator.start()
         faults = {k: self.config[k] for k in ('byte_corruption_rate', 'byte_drop_rate', 'latency_ms',
                                               'mocap_noise_m', 'mocap_dropout_rate', 'mocap_latency_ms')}

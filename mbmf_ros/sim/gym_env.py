@@ -3,7 +3,8 @@
 Observation: ``state[3:]`` (the same pose-free state the dynamics model and the DAgger policy see, float32);
 action: Box [-1, 1]^A; reward: the agent's moving-forward reward (``MovingForwardTask.for_agent``, appendix C)
 computed on the true states; terminated: the agent left its healthy range (``AgentSpec.terminated``);
-truncated: ``max_episode_steps`` reached. ``env_steps`` counts every step taken, across resets, so that the
+truncated: ``max_episode_steps`` reached. Episodes start facing +x (no heading noise: appendix A.1 gives
+the swimmer's random heading to trajectory following only). ``env_steps`` counts every step taken, across resets, so that the
 Mb-Mf comparison counts environment steps honestly.
 """
 from __future__ import annotations
@@ -31,7 +32,8 @@ class ForwardEnv(gym.Env):
 
     def __init__(self, agent: str, max_episode_steps: int = 0, seed: int | None = None):
         self.spec_ = get_agent(agent)
-        self.sim = Simulation(self.spec_, max_episode_steps=max_episode_steps or None, seed=seed)
+        # moving forward starts facing +x: the U(-pi, pi) heading of the swimmer is for trajectory following
+        self.sim = Simulation(self.spec_, max_episode_steps=max_episode_steps or None, seed=seed, heading_noise=False)
         self.task = MovingForwardTask.for_agent(self.spec_)
         dim = self.spec_.state_dim - 3
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
