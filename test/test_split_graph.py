@@ -3,7 +3,8 @@ offboard part (waypoint manager, planner, recorder) in another, joined by a veth
 DDS discovery over the subnet (ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET, UDP only), nothing past the namespaces.
 
 Real time at 20 Hz with MPPI K=100, H=10: about 0.7 of the time of K=200 (30 ms a plan here when the machine was
-less busy), under the 50 ms period, so that a busy machine still follows. Needs root for `ip netns`; skipped, with the reason, where that is not allowed.
+less busy), under the 50 ms period, so that a busy machine still follows. Needs root for `ip netns`; skipped,
+with the reason, where that is not allowed.
 """
 from __future__ import annotations
 
