@@ -9,7 +9,7 @@ STAMPS := $(VENV)/.mbmf
 BUILD := build/interfaces
 INTERFACES := $(wildcard msg/*.msg srv/*.srv) CMakeLists.txt cmake/fix_wheel_includes.cmake package.xml
 
-.PHONY: venv demo test bench clean mbmf
+.PHONY: venv demo test bench bench-peers paper mbmf clean
 venv: $(STAMPS)/package
 
 $(STAMPS)/deps: requirements.txt
@@ -42,8 +42,28 @@ demo: venv
 test: venv
 	$(VENV)/bin/python -m pytest -q test
 
-bench: venv
-	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+# The paper's tables into results/ (README.md, results.json, plots): hours; resumable (re-run to continue).
+# PROFILE=paper for the appendix's settings (many hours more), PROFILE=here for what fits one session here.
+PROFILE ?= here
+paper: venv
+	nice -n 10 $(VENV)/bin/mbmf-ros paper --profile $(PROFILE) --readme README.md
+
+# The peers (pytorch-mppi, mbrl-lib) live in their own venv, never in the product's: mbrl 0.2.0 pins gymnasium
+# 0.26 and hydra 1.0, so it goes in with --no-deps beside the pieces its planning module imports.
+PEERS := .venv-peers
+$(PEERS)/.stamp: bench/requirements-peers.txt
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(PEERS)/bin/python -m pip install -q -r bench/requirements-peers.txt
+	$(PEERS)/bin/python -m pip install -q --no-deps mbrl==0.2.0
+	touch $@
+
+bench-peers: $(PEERS)/.stamp
+
+# Every benchmark, each measuring the machine's matmul ceiling in its own run; bench/results.md is written from
+# their output (BENCH_ARGS=--quick for a short run).
+bench: venv bench-peers
+	nice -n 10 $(PY) bench/run_all.py $(BENCH_ARGS)
 
 # Mb-Mf curves (paper Fig. 8) for the swimmer and the half_cheetah, then results/mbmf.md + plots. Scaled to a
 # 2-core machine (about 1 h here, niced; resumable: run it again after a stop). The paper's own settings
@@ -56,4 +76,4 @@ mbmf: venv
 	$(VENV)/bin/mbmf-ros mbmf --report results/mbmf.md --runs runs/mbmf/swimmer runs/mbmf/half_cheetah
 
 clean:
-	rm -rf build $(VENV) *.egg-info
+	rm -rf build $(VENV) $(PEERS) *.egg-info

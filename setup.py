@@ -7,6 +7,7 @@ PACKAGE = 'mbmf_ros'
 NODES = [
     'mujoco_bridge', 'state_estimator', 'random_actor', 'recorder',
     'dynamics_trainer', 'mpc_planner', 'policy_controller', 'waypoint_manager', 'topic_echo',
+    'hardware_bridge', 'robot_emulator',
 ]
 
 setup(

@@ -1,107 +1,219 @@
-"""Planning speed of the MPC planners with a real DynamicsModel (no ROS).
+"""Planning speed against this machine's matmul ceiling, measured in the same run (no ROS).
 
-Prints milliseconds per plan (median of repeated plans) for random shooting, CEM and MPPI, the share spent
-in the model vs. the task reward, and the MLP throughput in GFLOP/s, for the hexapod's state/action layout
-with the paper's 2x500 MLP. The control period at 20 Hz is 50 ms: the ratio column says how much of it a
-plan uses.
+Tables (markdown):
+1. random shooting per agent at the paper's (K, H): the reference rollout (``model.predict`` and
+   ``task.reward`` per step, what the planners did before core.rollout), the fast float32 rollout and the
+   bfloat16 one; ms per plan, the MLP's achieved GFLOP/s and its share of the float32 matmul peak, and the
+   share of the agent's control period a plan takes;
+2. every planner (random shooting, CEM, MPPI, iCEM) in float32 and bfloat16 at the hexapod's K=1000 H=10, and
+   with an ensemble of 5;
+3. the trajectory reward's cost against the path's number of waypoints;
+4. on a machine with CUDA: the paper's largest settings on the GPU against their control periods.
+Timings are interleaved (one repeat of every variant in turn), best of the repeats with the median beside it;
+the ceiling is the best square matmul of this run (bench/common.py).
 
     .venv/bin/python bench/bench_planners.py --quick
-    .venv/bin/python bench/bench_planners.py --threads 2 --samples 1000 --horizon 10 4 --repeats 30
+    .venv/bin/python bench/bench_planners.py --threads 2 --repeats 20
 """
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from mbmf_ros.core.agents import get_agent
-from mbmf_ros.core.dynamics import DynamicsModel
-from mbmf_ros.core.planners import PLANNERS, make_planner
-from mbmf_ros.core.tasks import TrajectoryFollowingTask
-from mbmf_ros.core.waypoints import WaypointPath
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (add_clock_argument, header_lines, interleaved, measure_peaks, mlp_flops,  # noqa: E402
+                    model_dims, set_clock, table)
+
+from mbmf_ros.core.agents import get_agent  # noqa: E402
+from mbmf_ros.core.dynamics import DynamicsModel  # noqa: E402
+from mbmf_ros.core.planners import PLANNERS, make_planner  # noqa: E402
+from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask  # noqa: E402
+from mbmf_ros.core.waypoints import WaypointPath  # noqa: E402
+from mbmf_ros.graphs import default_model_path, resolve_path  # noqa: E402
+from mbmf_ros.io.checkpoint import load_checkpoint  # noqa: E402
+
+# (agent, K, H): the paper's appendix settings for the MuJoCo agents, the hexapod at its follow defaults.
+AGENT_CONFIGS = [('hexapod', 1000, 10), ('hexapod', 500, 10), ('swimmer', 5000, 5), ('half_cheetah', 1000, 10),
+                 ('ant', 7000, 15)]
+GPU_CONFIGS = [('ant', 7000, 15), ('ant', 15000, 5), ('half_cheetah', 15000, 5)]
 
 
-class Timed:
-    """Wraps a model or task and accumulates the time spent in it."""
+class Reference:
+    """Hides a DynamicsModel's layers: the planner then rolls it step by step through ``predict``."""
 
-    def __init__(self, inner, method):
-        self.inner, self.method, self.seconds = inner, method, 0.0
-        self.num_members = getattr(inner, 'num_members', 1)
+    def __init__(self, model):
+        self.inner, self.num_members = model, model.num_members
 
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def call(self, *args):
-        t0 = time.perf_counter()
-        out = getattr(self.inner, self.method)(*args)
-        self.seconds += time.perf_counter() - t0
-        return out
-
-
-class TimedModel(Timed):
     def predict(self, s, a):
-        return self.call(s, a)
+        return self.inner.predict(s, a)
 
 
-class TimedTask(Timed):
-    def reward(self, s, a, n):
-        return self.call(s, a, n)
+def start_state(spec):
+    s = np.zeros(spec.state_dim, dtype=np.float32)
+    for i, n in enumerate(spec.state_names):
+        if n.startswith('cos_'):
+            s[i] = 1.0
+        if n == 'z':
+            s[i] = 0.015
+    return s
 
 
-def mlp_flops(model: DynamicsModel, rows: int) -> float:
-    dims = (model.in_dim,) + model.hidden_sizes + (model.out_dim,)
-    return 2.0 * rows * model.num_members * sum(i * o for i, o in zip(dims[:-1], dims[1:]))
+def agent_setup(agent: str, members: int = 1, device='cpu'):
+    """(spec, model, task, state): the shipped model for the hexapod (trajectory following), a 2x500 MLP for the
+    others (moving forward; the timing does not depend on the weights)."""
+    spec = get_agent(agent)
+    state = start_state(spec)
+    if agent == 'hexapod' and members == 1:
+        model, _ = load_checkpoint(resolve_path(default_model_path('hexapod')), agent='hexapod')
+        task = TrajectoryFollowingTask(WaypointPath([[0, 0], [1.0, 0], [1.0, 1.0]]), lookahead_m=0.5)
+    else:
+        torch.manual_seed(0)
+        model = DynamicsModel(spec.state_names, spec.action_names, (500, 500), num_members=members, agent=agent)
+        task = (TrajectoryFollowingTask(WaypointPath([[0, 0], [1.0, 0], [1.0, 1.0]]), lookahead_m=0.5)
+                if agent == 'hexapod' else MovingForwardTask.for_agent(spec))
+    task.update(state)
+    return spec, model.eval().to(device), task, state
+
+
+def matmuls_only(model, rows: int, precision: str, chunk: int = 1024):
+    """The floor of a rollout: the MLP's three matmuls (bias and ReLU in place) over ``rows`` rows in chunks,
+    nothing else. What a plan takes beyond it is sampling, the state update, the reward and bookkeeping (all
+    that torch.compile could fuse)."""
+    dt = torch.float32 if precision == 'float32' else torch.bfloat16
+    ws = [layer.weight.detach()[0].to(dt) for layer in model.layers]
+    bs = [layer.bias.detach()[0, 0].to(dt) for layer in model.layers]
+    x = torch.randn(chunk, ws[0].shape[0]).to(dt)
+    hs = [torch.empty(chunk, w.shape[1], dtype=dt) for w in ws]
+
+    def run():
+        for r0 in range(0, rows, chunk):
+            n = min(chunk, rows - r0)
+            h = x[:n]
+            for i, (w, b) in enumerate(zip(ws, bs)):
+                torch.addmm(b, h, w, out=hs[i][:n])
+                h = hs[i][:n]
+                if i < len(ws) - 1:
+                    h.relu_()
+    return run
+
+
+def speed_table(configs, repeats, peaks):
+    rows = []
+    for agent, K, H in configs:
+        spec, model, task, state = agent_setup(agent)
+        v = {}
+        ref = Reference(model)
+        p_ref = make_planner('random_shooting', spec.action_dim, H, K, seed=0)
+        v['reference (predict per step)'] = lambda p=p_ref: p.plan(ref, task, state)
+        for prec in ('float32', 'bfloat16'):
+            p = make_planner('random_shooting', spec.action_dim, H, K, seed=0, precision=prec)
+            v[prec] = lambda p=p: p.plan(model, task, state)
+        for prec in ('float32', 'bfloat16'):
+            v[f'{prec}: its matmuls alone'] = matmuls_only(model, K * H, prec)
+        res = interleaved(v, repeats)
+        flops = mlp_flops(model_dims(model), K * H)
+        period_ms = spec.dt * 1e3
+        for k, r in res.items():
+            gf = flops / r['best'] / 1e9
+            rows.append([agent, f'{K}x{H}', k, f'{r["best"] * 1e3:.1f}', f'{r["median"] * 1e3:.1f}', f'{gf:.0f}',
+                         f'{100 * gf / peaks["f32"]:.0f}%',
+                         f'{res["reference (predict per step)"]["best"] / r["best"]:.2f}',
+                         f'{r["best"] * 1e3 / period_ms:.2f} of {period_ms:.0f} ms'])
+    return table(['agent', 'K x H', 'rollout', 'ms/plan (best)', 'median', 'GFLOP/s (MLP)', 'of f32 peak',
+                  'speed-up vs reference', 'of control period'], rows)
+
+
+def planners_table(K, H, members_list, repeats, peaks):
+    rows = []
+    for members in members_list:
+        spec, model, task, state = agent_setup('hexapod', members)
+        v = {}
+        for name in PLANNERS:
+            for prec in ('float32', 'bfloat16'):
+                p = make_planner(name, spec.action_dim, H, K, seed=0, precision=prec)
+                v[(name, prec)] = lambda p=p: p.plan(model, task, state)
+        res = interleaved(v, repeats)
+        for (name, prec), r in res.items():
+            # MPPI predicts its recombined plan once more (1 row per step), iCEM evaluates ~K in all.
+            flops = mlp_flops(model_dims(model), K * H, members)
+            gf = flops / r['best'] / 1e9
+            f32 = res[(name, 'float32')]['best']
+            rows.append([members, name, prec, f'{r["best"] * 1e3:.1f}', f'{r["median"] * 1e3:.1f}', f'{gf:.0f}',
+                         f'{100 * gf / peaks["f32"]:.0f}%', f'{f32 / r["best"]:.2f}'])
+    return table(['E', 'planner', 'precision', 'ms/plan (best)', 'median', 'GFLOP/s (MLP)', 'of f32 peak',
+                  'speed-up vs float32'], rows)
+
+
+def path_table(K, H, counts, repeats):
+    """The same 3-segment geometry resampled to n waypoints: the planner's cost against n."""
+    spec, model, _, state = agent_setup('hexapod')
+    corners = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [2.0, 1.0]])
+    v = {}
+    for n in counts:
+        if n == len(corners):
+            pts = corners
+        else:
+            per = max(1, (n - 1) // 3)
+            pts = np.concatenate([np.linspace(corners[i], corners[i + 1], per, endpoint=False) for i in range(3)]
+                                 + [corners[-1:]])
+        task = TrajectoryFollowingTask(WaypointPath(pts), lookahead_m=0.5)
+        task.update(state)
+        p = make_planner('random_shooting', spec.action_dim, H, K, seed=0)
+        v[len(pts)] = lambda p=p, task=task: p.plan(model, task, state)
+    res = interleaved(v, repeats)
+    base = res[min(res)]['best']
+    rows = [[n, f'{r["best"] * 1e3:.1f}', f'{r["median"] * 1e3:.1f}', f'{r["best"] / base:.2f}']
+            for n, r in res.items()]
+    return table(['waypoints', 'ms/plan (best)', 'median', 'cost vs 4 waypoints'], rows)
+
+
+def gpu_table(repeats):
+    if not torch.cuda.is_available():
+        return 'No CUDA device in this run: the GPU rows are measured only on a machine with one (device: cuda).'
+    rows = []
+    for agent, K, H in GPU_CONFIGS:
+        spec, model, task, state = agent_setup(agent, device='cuda')
+        v = {}
+        for prec in ('float32', 'bfloat16'):
+            p = make_planner('random_shooting', spec.action_dim, H, K, seed=0, precision=prec, device='cuda')
+            v[prec] = lambda p=p: (p.plan(model, task, state), torch.cuda.synchronize())
+        res = interleaved(v, repeats)
+        for prec, r in res.items():
+            rows.append([agent, f'{K}x{H}', prec, f'{r["best"] * 1e3:.1f}', f'{r["median"] * 1e3:.1f}',
+                         f'{r["best"] / spec.dt:.2f} of {spec.dt * 1e3:.0f} ms'])
+    return (f'GPU: {torch.cuda.get_device_name(0)}\n\n'
+            + table(['agent', 'K x H', 'precision', 'ms/plan (best)', 'median', 'of control period'], rows))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--quick', action='store_true', help='few repeats, one horizon (about 20 s)')
-    ap.add_argument('--agent', default='hexapod')
+    ap.add_argument('--quick', action='store_true', help='hexapod only, few repeats')
     ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--samples', type=int, default=1000)
-    ap.add_argument('--horizon', type=int, nargs='+', default=[10, 4])
-    ap.add_argument('--members', type=int, nargs='+', default=[1, 5])
-    ap.add_argument('--hidden', type=int, nargs='+', default=[500, 500])
-    ap.add_argument('--repeats', type=int, default=20)
+    ap.add_argument('--repeats', type=int, default=10)
+    add_clock_argument(ap)
     args = ap.parse_args()
+    configs = AGENT_CONFIGS
     if args.quick:
-        args.repeats, args.horizon, args.members = 5, [10], [1]
+        args.repeats, configs = 3, AGENT_CONFIGS[:2]
     torch.set_num_threads(args.threads)
-    spec = get_agent(args.agent)
-    period_ms = spec.dt * 1000.0
-    path = WaypointPath([[0, 0], [1.0, 0], [1.0, 1.0]])
-    state = np.zeros(spec.state_dim, dtype=np.float32)
-    state[spec.state_names.index('z')] = 0.02 if 'z' in spec.state_names else 0.0
-    print(f'agent {spec.name}: S={spec.state_dim} A={spec.action_dim}, MLP {args.hidden}, '
-          f'{args.threads} thread(s), K={args.samples}, control period {period_ms:.0f} ms')
-    print(f'{"planner":16s} {"E":>2s} {"H":>3s} {"ms/plan":>8s} {"model ms":>8s} {"task ms":>8s} '
-          f'{"GFLOP/s":>8s} {"of period":>9s}')
-    for members in args.members:
-        model = DynamicsModel(spec.state_names, spec.action_names, tuple(args.hidden), num_members=members)
-        model.eval()
-        for H in args.horizon:
-            for name in PLANNERS:
-                task = TrajectoryFollowingTask(path, lookahead_m=1.0)
-                task.update(state)
-                planner = make_planner(name, spec.action_dim, H, args.samples, seed=0)
-                tm, tt = TimedModel(model, 'predict'), TimedTask(task, 'reward')
-                planner.plan(tm, tt, state)          # warm-up (allocations, thread pool)
-                tm.seconds = tt.seconds = 0.0
-                times = []
-                for _ in range(args.repeats):
-                    t0 = time.perf_counter()
-                    planner.plan(tm, tt, state)
-                    times.append(time.perf_counter() - t0)
-                med = statistics.median(times) * 1e3
-                extra = 1 if name == 'mppi' else 0            # MPPI re-predicts its recombined plan
-                flops = mlp_flops(model, args.samples * H + extra * H)
-                model_ms = tm.seconds / args.repeats * 1e3
-                print(f'{name:16s} {members:2d} {H:3d} {med:8.2f} {model_ms:8.2f} '
-                      f'{tt.seconds / args.repeats * 1e3:8.2f} {flops / (model_ms * 1e-3) / 1e9:8.1f} '
-                      f'{med / period_ms:9.2f}')
+    set_clock(args.clock)
+    peaks = measure_peaks()
+    print('## Planning speed against the machine\'s ceiling\n')
+    print(header_lines(peaks))
+    print(f'- best of {args.repeats} interleaved repeats; GFLOP/s count the MLP\'s multiply-adds over the whole '
+          f'plan time (sampling, reward and bookkeeping included)\n')
+    print('### Random shooting per agent: reference rollout, float32, bfloat16\n')
+    print(speed_table(configs, args.repeats, peaks))
+    print('\n### Every planner, hexapod K=1000 H=10 (E: ensemble members)\n')
+    print(planners_table(1000, 10, [1] if args.quick else [1, 5], args.repeats, peaks))
+    print('\n### Path length: random shooting K=1000 H=10, the same 3-segment path with more waypoints\n')
+    print(path_table(1000, 10, [4, 1000] if args.quick else [4, 1000, 5000], args.repeats))
+    print('\n### GPU\n')
+    print(gpu_table(args.repeats))
     return 0
 
 

@@ -7,6 +7,8 @@ ODOM = '/odom'                    # nav_msgs/Odometry (simulator ground truth; w
 JOINT_STATES = '/joint_states'    # sensor_msgs/JointState: motor crank angles and speeds
 IMU = '/imu'                      # sensor_msgs/Imu: gyro, accelerometer, orientation
 MOCAP_POSE = '/mocap/pose'        # geometry_msgs/PoseStamped from motion capture
+BATTERY = '/battery'              # sensor_msgs/BatteryState (hardware_bridge)
+DIAGNOSTICS = '/diagnostics'      # diagnostic_msgs/DiagnosticArray: serial link health (hardware_bridge, emulator)
 
 # The learning / control loop.
 STATE = '/mbmf/state'             # mbmf_ros/AgentState
@@ -22,6 +24,8 @@ PREDICTED_PATH = '/mbmf/predicted_path'  # nav_msgs/Path of the chosen plan, for
 
 RESET = '/mbmf/reset'             # mbmf_ros/srv/ResetSim
 TRAIN = '/mbmf/train'             # mbmf_ros/srv/TrainModel
+EMULATOR_RESET = '/emulator/reset'    # mbmf_ros/srv/ResetSim: the operator puts the emulated robot back
+EMULATOR_UNPLUG = '/emulator/unplug'  # std_srvs/Trigger: the emulated robot's serial link vanishes for unplug_s
 
 WORLD_FRAME = 'odom'
 BASE_FRAME = 'base_link'

@@ -241,7 +241,7 @@ def test_mpc_planner_answers_every_state_and_says_why(ros, procs, checkpoints):
 def test_mpc_planner_bad_parameters_exit_with_a_reason(procs, checkpoints):
     p = procs.node('mpc_planner', name='bad_planner', params={'planner': 'ilqr'})
     assert p.wait(30) != 0
-    assert "parameter planner: expected one of ['random_shooting', 'cem', 'mppi'], found 'ilqr'" \
+    assert "parameter planner: expected one of ['random_shooting', 'cem', 'mppi', 'icem'], found 'ilqr'" \
         in procs.output('bad_planner')
     p = procs.node('mpc_planner', name='bad_model', params={'model_path': checkpoints['swimmer']})
     assert p.wait(30) != 0

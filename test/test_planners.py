@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mbmf_ros.core.planners import CEMPlanner, MPPIPlanner, RandomShootingPlanner, make_planner
+from mbmf_ros.core.planners import CEMPlanner, ICEMPlanner, MPPIPlanner, RandomShootingPlanner, make_planner
 from mbmf_ros.core.state import apply_delta
 from mbmf_ros.core.tasks import MovingForwardTask, Task, TrajectoryFollowingTask
 from mbmf_ros.core.waypoints import WaypointPath
@@ -67,7 +67,7 @@ PATHS = {
 }
 
 
-@pytest.mark.parametrize('name', ['random_shooting', 'cem', 'mppi'])
+@pytest.mark.parametrize('name', ['random_shooting', 'cem', 'mppi', 'icem'])
 @pytest.mark.parametrize('path', ['left_turn', 'u_turn'])
 def test_planners_steer_a_skid_steer_robot_along_paths(name, path):
     planner = make_planner(name, action_dim=2, horizon=10, num_samples=300, seed=0)
@@ -125,7 +125,7 @@ class Recording(SkidSteer):
         return super().predict(states, actions)
 
 
-@pytest.mark.parametrize('name', ['random_shooting', 'cem', 'mppi'])
+@pytest.mark.parametrize('name', ['random_shooting', 'cem', 'mppi', 'icem'])
 def test_actions_stay_within_bounds(name):
     """The candidates evaluated (not only the returned plan, which plan() clamps anyway) stay in [-1, 1]: a
     planner that scores actions the robot cannot execute picks plans it cannot follow."""
@@ -138,7 +138,7 @@ def test_actions_stay_within_bounds(name):
     assert res.actions.mean() > 0.3      # pushed toward the bound, never past it
 
 
-@pytest.mark.parametrize('name', ['random_shooting', 'cem', 'mppi'])
+@pytest.mark.parametrize('name', ['random_shooting', 'cem', 'mppi', 'icem'])
 def test_seeded_planners_repeat_and_differ(name):
     model, task = SkidSteer(), PushHard()
     a = make_planner(name, 2, 5, 100, seed=3).plan(model, task, torch.zeros(5)).actions
@@ -162,7 +162,7 @@ class Target(Task):
         return r.expand(next_states.shape[0], -1)
 
 
-@pytest.mark.parametrize('cls', [CEMPlanner, MPPIPlanner])
+@pytest.mark.parametrize('cls', [CEMPlanner, MPPIPlanner, ICEMPlanner])
 def test_warm_start_shifts_and_improves_the_plan(cls):
     H = 5
     target = torch.full((H, 2), 0.6)

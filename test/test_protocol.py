@@ -112,7 +112,8 @@ def test_doc_sizes_and_reference_frames_match_both_implementations(tmp_path):
     header = (FIRMWARE / 'mbmf_protocol.h').read_text()
     for name, (msg_type, payload, wire) in sizes.items():
         assert P.TYPE_NAMES[msg_type] == name
-        assert P.PAYLOAD_SIZES[msg_type] == payload, f'{name}: Python payload {P.PAYLOAD_SIZES[msg_type]}, doc {payload}'
+        assert P.PAYLOAD_SIZES[msg_type] == payload, \
+            f'{name}: Python payload {P.PAYLOAD_SIZES[msg_type]}, doc {payload}'
         assert P.wire_size(msg_type) == wire == payload + 8
         assert len(P.encode(P.MESSAGES[msg_type](), 0)) == wire
         c_name = f'MBMF_{name.upper()}_SIZE'

@@ -5,7 +5,8 @@ paper), and repeat; prints each iteration's tracking figures and writes them to 
     mbmf-ros aggregate --agent hexapod --rand-bags runs/make_model/hexapod --iterations 3 --out runs/aggregate
 
 Every follow run is the real graph over DDS in lock-step (`mbmf-ros follow --record`); <out>/iter_<i>/ keeps
-its bags, reports and the model trained after it (model.pt).
+its bags, reports and the model trained after it (model.pt). The same loop at the paper's appendix settings, for
+moving forward too, in one process: `mbmf-ros mbrl` (config/mbrl.yaml).
 """
 from __future__ import annotations
 

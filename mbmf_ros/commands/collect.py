@@ -1,10 +1,15 @@
 """Collect random-action rollouts into bags: bridge + estimator + random actor + recorder over DDS, lock-step.
 
     mbmf-ros collect --agent hexapod --rollouts 3 --steps 200 --out bags/random --seed 1
+    mbmf-ros collect --robot emulator --rollouts 40 --steps 200 --out bags/robot   # the emulated robot, real time
+    mbmf-ros collect --robot serial --port /dev/ttyUSB0 ...                        # a real robot
 
 Leaves <out>/episode_0000 ... one rosbag2 (MCAP) per rollout with /mbmf/state, /mbmf/action and the sensor
 topics. Lock-step makes the contents a function of the seed only (not of CPU speed): the same command twice
 gives identical states and actions. Ends when the recorder has written the last rollout.
+On a robot (--robot emulator|serial) the graph runs in real time through hardware_bridge: each rollout is
+steps x dt seconds of the robot's life; between rollouts the emulated robot is put back (/emulator/reset),
+a real one goes on from where it stands.
 """
 from __future__ import annotations
 
@@ -21,6 +26,11 @@ def add_arguments(parser):
     parser.add_argument('--seed', type=int, default=0, help='seed of start states and actions (default 0)')
     parser.add_argument('--hold-steps', type=int, default=1,
                         help='keep each random action this many steps (default 1: i.i.d. as in the paper)')
+    parser.add_argument('--robot', default='sim', choices=['sim', 'emulator', 'serial'],
+                        help='sim (MuJoCo, lock-step; default), emulator (the emulated robot over a serial pty, in '
+                             'real time) or serial (a real robot on --port)')
+    parser.add_argument('--port', default='', help='serial device of a real robot (--robot serial)')
+    parser.add_argument('--emulator-config', default='', help='YAML overriding config/emulator.yaml')
     parser.add_argument('--task', choices=('follow', 'forward'), default='follow',
                         help='the task the data is for (default follow): forward draws no start heading from '
                              'U(-pi, pi) (paper A.1: only the swimmer\'s trajectory-following data does)')
@@ -45,15 +55,25 @@ def run(args) -> int:
         print(f'mbmf-ros collect: --out {out} already holds {len(existing)} episode bags; choose a new folder',
               file=sys.stderr)
         return 2
+    # callers such as make-model pass only the simulator's options
+    robot, port = getattr(args, 'robot', 'sim'), getattr(args, 'port', '')
+    emulator_config = getattr(args, 'emulator_config', '')
+    if robot == 'serial' and not port:
+        print('mbmf-ros collect: --robot serial needs --port DEVICE (e.g. /dev/ttyUSB0)', file=sys.stderr)
+        return 2
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     from mbmf_ros.launcher import exit_status, start_graph
-    timeout = args.timeout or 60.0 + 0.05 * args.rollouts * args.steps
-    print(f'collecting {args.rollouts} x {args.steps} steps of {spec.name} (dt {spec.dt} s) into {out}',
+    # real time: dt per step and a little per reset; lock-step: CPU speed
+    per_step = spec.dt * 1.3 if robot != 'sim' else 0.05
+    timeout = args.timeout or 60.0 + per_step * args.rollouts * args.steps
+    print(f'collecting {args.rollouts} x {args.steps} steps of {spec.name} (dt {spec.dt} s) on {robot} '
+          f'into {out}',
           flush=True)
     t0 = time.monotonic()
     graph = start_graph('collect', {'agent': spec.name, 'rollouts': str(args.rollouts),
                                     'steps': str(args.steps), 'out': out, 'seed': str(args.seed),
-                                    'hold_steps': str(args.hold_steps),
+                                    'hold_steps': str(args.hold_steps), 'robot': robot, 'port': port,
+                                    'emulator_config': os.path.abspath(emulator_config) if emulator_config else '',
                                     'heading_noise': 'false' if getattr(args, 'task', 'follow') == 'forward'
                                     else 'default'})
     try:

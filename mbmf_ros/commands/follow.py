@@ -2,6 +2,8 @@
 
     mbmf-ros follow --agent hexapod --path config/paths/left_turn.yaml --report left.json --plot left.png
     mbmf-ros follow --agent hexapod --path PATH.yaml --report zero.json --baseline zero
+    mbmf-ros follow --robot emulator [--emulator-config FILE] --path PATH.yaml --report r.json  # emulated robot
+    mbmf-ros follow --robot serial --port /dev/ttyUSB0 --path PATH.yaml --report r.json          # a real robot
     mbmf-ros follow --agent hexapod --path PATH.yaml --report pol.json --controller policy [--policy FILE]
 
 Starts the `follow` graph (mujoco_bridge in lock-step, state_estimator, waypoint_manager, mpc_planner), publishes
@@ -9,6 +11,11 @@ the path on /waypoints (relative to the robot's start pose), waits until the way
 step budget / timeout runs out), stops every node and writes the report JSON: mean/max cross-track error,
 completion (fraction of the path length covered), simulated duration, steps, and the run's settings.
 Path file: YAML {frame_id: odom, waypoints: [[x, y], ...]} in metres.
+On a robot (--robot emulator|serial) the graph runs in real time through hardware_bridge: the emulated robot is
+put back first (/emulator/reset), the run starts with /mbmf/reset, and the report gains `link` (the bridge's
+counters from /diagnostics: frames ok/corrupt/missing, commands rejected, watchdog stops, reconnects, round-trip
+latency) and, for the emulator, `emulator` (what it injected). `--unplug-at-step N` pulls the emulated robot's
+serial link for `--unplug-s` seconds at step N (a safety drill: the robot stops, the bridge reconnects).
 """
 from __future__ import annotations
 
@@ -65,8 +72,11 @@ def tracking_report(path_xy: np.ndarray, trajectory_xy: np.ndarray) -> dict:
 def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: str = '',
                planner: str = 'random_shooting', controller: str = 'mpc', num_samples: int = 0,
                horizon: int = 0, seed: int = 0, max_steps: int = 0, timeout_s: float = 300.0,
-               log=sys.stderr, quiet: bool = False, record: str = '', policy: str = '') -> FollowRun:
-    """Run the follow graph once over DDS and measure the executed trajectory against the path."""
+               log=sys.stderr, quiet: bool = False, record: str = '', policy: str = '', robot: str = 'sim',
+               port: str = '', emulator_config: str = '', unplug_at_step: int = 0,
+               unplug_s: float = 2.0) -> FollowRun:
+    """Run the follow graph once over DDS and measure the executed trajectory against the path.
+    robot: sim (lock-step MuJoCo), emulator or serial (real time through hardware_bridge on port)."""
     import rclpy
     from nav_msgs.msg import Path as PathMsg
 
@@ -85,6 +95,14 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
                  'num_samples': str(num_samples), 'horizon': str(horizon), 'seed': str(seed),
                  'max_steps': str(max_steps), 'mode': 'lockstep', 'wait_for_reset': 'true', 'record': record,
                  'policy': policy}
+    on_robot = robot != 'sim'
+    if on_robot:
+        from mbmf_ros.graphs import emulator_link_path
+        if robot == 'serial' and not port:
+            raise ValueError('--robot serial needs --port DEVICE')
+        arguments.update(sim='false', emulator=str(robot == 'emulator').lower(),
+                         port=port or emulator_link_path(), emulator_config=emulator_config,
+                         unplug_s=str(unplug_s))
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node(f'follow_{os.getpid()}', context=context)
@@ -97,6 +115,17 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
     node.create_subscription(PathMsg, T.REFERENCE, reference.append, LATCHED)
     waypoints = node.create_publisher(PathMsg, T.WAYPOINTS, CONTROL)
     reset = node.create_client(ResetSim, T.RESET)
+    diagnostics = {}
+    if on_robot:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from std_srvs.srv import Trigger
+
+        def on_diagnostics(msg):
+            for st in msg.status:
+                diagnostics[st.name] = {kv.key: kv.value for kv in st.values}
+        node.create_subscription(DiagnosticArray, T.DIAGNOSTICS, on_diagnostics, 10)
+        emulator_reset = node.create_client(ResetSim, T.EMULATOR_RESET)
+        unplug = node.create_client(Trigger, T.EMULATOR_UNPLUG)
     sink = open(os.devnull, 'w') if quiet else None
     graph = start_graph('follow', arguments, output=sink or log)
     wall0 = time.monotonic()
@@ -121,7 +150,9 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
         listeners = 4 if record else 3     # the recorder too
         return (node.count_publishers(T.STATE) >= 1 and node.count_subscribers(T.STATE) >= listeners
                 and node.count_publishers(T.ACTION) >= 1 and node.count_subscribers(T.ACTION) >= listeners - 2
-                and waypoints.get_subscription_count() >= 1 and reset.service_is_ready())
+                and waypoints.get_subscription_count() >= 1 and reset.service_is_ready()
+                and (not on_robot or robot == 'serial' or emulator_reset.service_is_ready())
+                and (not on_robot or 'hardware_bridge: serial link' in diagnostics))
 
     try:
         spin_until(connected, 'connected graph')
@@ -135,6 +166,8 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
             if spin_until(lambda: any(stamp_ns(t.path_stamp) == stamp_ns(msg.header.stamp) for t in tracking),
                           'answer of the waypoint_manager', within=5.0):
                 break
+        if robot == 'emulator':     # the operator puts the robot back at the start
+            spin_until(emulator_reset.call_async(ResetSim.Request(seed=seed)).done, 'reply from /emulator/reset')
         calls = []
         while True:
             calls.append(reset.call_async(ResetSim.Request(seed=seed)))
@@ -142,8 +175,16 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
                 break
         # the bridge answers in order: when the last call is answered, any earlier one that reached it was too
         episode = max(c.result().episode for c in calls if c.done())   # the bridge steps only after this reset
+        if unplug_at_step > 0 and robot == 'emulator':
+            spin_until(lambda: any(m.episode == episode and m.step >= unplug_at_step for m in states)
+                       or (tracking and tracking[-1].done), f'step {unplug_at_step}')
+            unplug.call_async(Trigger.Request())
         spin_until(lambda: any(m.terminal and m.episode == episode for m in states)
                    or (tracking and tracking[-1].done), 'end of the run')
+        if on_robot:                 # the bridge's counters at the end of the run
+            diagnostics.clear()
+            spin_until(lambda: 'hardware_bridge: serial link' in diagnostics
+                       and (robot == 'serial' or 'robot_emulator' in diagnostics), 'link diagnostics', within=5.0)
         executor.spin_once(timeout_sec=0.1)
     finally:
         graph.stop()
@@ -172,8 +213,28 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
         'wall_time_s': time.monotonic() - wall0, 'model': model, 'seed': seed,
         'zero_action_reasons': sorted({s.reason for s in status if not s.active}),
     })
+    if on_robot:
+        report['robot'] = robot
+        report['link'] = _numbers(diagnostics.get('hardware_bridge: serial link', {}))
+        if robot == 'emulator':
+            report['emulator'] = _numbers(diagnostics.get('robot_emulator', {}))
+        report['invalid_states'] = sum(1 for m in states if not m.valid)
     predictions = [np.stack([s.predicted_x, s.predicted_y], 1) for s in status[::10] if s.active and s.predicted_x]
     return FollowRun(report, world_path, trajectory, predictions)
+
+
+def _numbers(values: dict) -> dict:
+    """DiagnosticStatus key/value strings back to numbers where they are numbers."""
+    out = {}
+    for key, text in values.items():
+        try:
+            out[key] = int(text)
+        except ValueError:
+            try:
+                out[key] = float(text)
+            except ValueError:
+                out[key] = {'True': True, 'False': False, '': None}.get(text, text)
+    return out
 
 
 def plot_runs(path_xy: np.ndarray, runs: dict, out: str, title: str = '') -> None:
@@ -208,7 +269,7 @@ def add_arguments(parser):
     parser.add_argument('--path', required=True, help='path YAML {frame_id, waypoints: [[x, y], ...]}')
     parser.add_argument('--report', required=True, help='report JSON to write')
     parser.add_argument('--plot', help='PNG of path, trajectory and predicted plans')
-    parser.add_argument('--planner', default='random_shooting', choices=['random_shooting', 'cem', 'mppi'])
+    parser.add_argument('--planner', default='random_shooting', choices=['random_shooting', 'cem', 'mppi', 'icem'])
     parser.add_argument('--samples', type=int, default=0, help="K (0: the agent's default)")
     parser.add_argument('--horizon', type=int, default=0, help="H (0: the agent's default)")
     parser.add_argument('--baseline', choices=['zero', 'random'], help='run a baseline actor instead of MPC')
@@ -220,6 +281,14 @@ def add_arguments(parser):
     parser.add_argument('--max-steps', type=int, default=0, help='step budget (0: from the path length)')
     parser.add_argument('--timeout', type=float, default=300.0, help='wall-clock limit in seconds')
     parser.add_argument('--record', default='', help='record the run into rosbag2 bags in this folder (D_rl)')
+    parser.add_argument('--robot', default='sim', choices=['sim', 'emulator', 'serial'],
+                        help='sim (MuJoCo, lock-step; default), emulator (the emulated robot over a serial pty, in '
+                             'real time) or serial (a real robot on --port)')
+    parser.add_argument('--port', default='', help='serial device of a real robot (--robot serial)')
+    parser.add_argument('--emulator-config', default='', help='YAML overriding config/emulator.yaml (faults)')
+    parser.add_argument('--unplug-at-step', type=int, default=0,
+                        help='emulator: pull the serial link at this step (a safety drill; 0: never)')
+    parser.add_argument('--unplug-s', type=float, default=2.0, help='how long the link stays unplugged')
 
 
 def run(args) -> int:
@@ -230,7 +299,9 @@ def run(args) -> int:
                             controller=args.baseline or args.controller, num_samples=args.samples,
                             horizon=args.horizon, policy=args.policy,
                             seed=args.seed, max_steps=args.max_steps, timeout_s=args.timeout,
-                            record=os.path.abspath(args.record) if args.record else '')
+                            record=os.path.abspath(args.record) if args.record else '', robot=args.robot,
+                            port=args.port, unplug_at_step=args.unplug_at_step, unplug_s=args.unplug_s,
+                            emulator_config=os.path.abspath(args.emulator_config) if args.emulator_config else '')
     except (ValueError, TimeoutError, RuntimeError) as e:
         print(f'mbmf-ros follow: {e}', file=sys.stderr)
         return 2

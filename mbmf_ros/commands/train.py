@@ -106,6 +106,8 @@ def add_arguments(parser):
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads (default 1: on a busy 2-core machine 2 threads ran ~9x slower)')
     parser.add_argument('--bf16', action='store_true', default=None, help='bfloat16 autocast (faster on CPU)')
+    parser.add_argument('--device', choices=['cpu', 'cuda', 'auto'], help='where to train (default cpu; auto: '
+                        'cuda when available)')
     parser.add_argument('--config', help='YAML file of TrainConfig keys (optionally under dynamics:)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
@@ -116,7 +118,7 @@ def run(args) -> int:
     try:
         cfg = load_train_config(args.config, epochs=args.epochs, hidden_sizes=args.hidden,
                                 num_members=args.ensemble, seed=args.seed, threads=args.threads,
-                                rand_fraction=args.rand_fraction, bf16=args.bf16)
+                                rand_fraction=args.rand_fraction, bf16=args.bf16, device=args.device)
         train_from_bags(args.bags, args.out, args.agent, cfg, args.warm_start, args.rl_bags,
                         progress=not args.quiet)
     except (BagError, CheckpointMismatch, ValueError, FileNotFoundError) as e:

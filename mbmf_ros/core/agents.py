@@ -166,7 +166,12 @@ HEXAPOD = AgentSpec(
     forward_planner_defaults={'num_samples': 1000, 'horizon': 4},
     # steering_gain: the motor board's mixing, target = mean + gain * half-difference of the two commands,
     # so that (1, -1) turns at ~3 rad/s instead of ~5 (DESIGN: turning on the spot is otherwise too fast).
-    sim={'steering_gain': 0.6, 'average_rates': True},
+    sim={'steering_gain': 0.6, 'average_rates': True,
+         # The millirobot blog's Table 1 surfaces (Simulation(terrain=...), bridge parameter terrain): carpet grips
+         # and gives under the legs; styrofoam is smoother and firmer. The model file's own floor: friction 0.9,
+         # solref 0.004 s.
+         'terrains': {'carpet': {'friction': 1.5, 'solref': (0.03, 0.7)},
+                      'styrofoam': {'friction': 0.25, 'solref': (0.004, 1.0)}}},
 )
 
 SWIMMER = AgentSpec(

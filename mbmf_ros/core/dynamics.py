@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from mbmf_ros.core.state import POSE_DIM, POSE_NAMES, apply_delta
+from mbmf_ros.core.state import POSE_DIM, POSE_NAMES, apply_delta, wrap_angle
 
 ACTIVATIONS = {'relu': nn.ReLU, 'tanh': nn.Tanh, 'silu': nn.SiLU, 'elu': nn.ELU}
 # Elements whose std is ~0 in the data (e.g. a pose that never moves) would divide by zero. The floor is relative
@@ -79,6 +79,10 @@ class DynamicsModel(nn.Module):
                  if n.startswith('sin_') and 'cos_' + n[4:] in state_names]
         self._sin_idx = [p[0] for p in pairs]
         self._cos_idx = [p[1] for p in pairs]
+        # (first, end) when the pairs are sin, cos, sin, cos, ... in one block (the hexapod's layout)
+        first = self._sin_idx[0] if pairs else 0
+        self._pairs_block = (first, first + 2 * len(pairs)) if pairs and all(
+            (si, ci) == (first + 2 * k, first + 2 * k + 1) for k, (si, ci) in enumerate(pairs)) else None
 
     # --- configuration -------------------------------------------------------------------------------------
     @property
@@ -146,13 +150,42 @@ class DynamicsModel(nn.Module):
         """
         states, actions = self._broadcast(states, actions)
         delta = self.predict_delta(states, actions)
-        nxt = apply_delta(states, delta.to(states.dtype))
+        return self.finish_prediction(states, delta.to(states.dtype))
+
+    def finish_prediction(self, states, delta, out=None):
+        """Next states (E, K, S) from states (E, K, S) and physical-unit deltas (E, K, S): every step of
+        ``predict`` after the network (also used by the planners' fast rollout, core.rollout). ``out``: a
+        float32 (E, K, S) tensor (a view of the rollout's state buffer) to write into without temporaries of
+        the full state; the same formulas as core.state.apply_delta."""
+        if out is not None:
+            return self._finish_into(states, delta, out)
+        nxt = apply_delta(states, delta)
         if self._sin_idx:
             s, c = nxt[..., self._sin_idx], nxt[..., self._cos_idx]
             norm = torch.sqrt(s * s + c * c).clamp_min(1e-6)
             nxt[..., self._sin_idx] = s / norm
             nxt[..., self._cos_idx] = c / norm
         return nxt
+
+    def _finish_into(self, states, delta, out):
+        yaw = states[..., 2]
+        c, s = torch.cos(yaw), torch.sin(yaw)
+        dx, dy = delta[..., 0], delta[..., 1]
+        torch.add(states[..., 0], c * dx - s * dy, out=out[..., 0])
+        torch.add(states[..., 1], s * dx + c * dy, out=out[..., 1])
+        out[..., 2] = wrap_angle(yaw + delta[..., 2])
+        torch.add(states[..., POSE_DIM:], delta[..., POSE_DIM:], out=out[..., POSE_DIM:])
+        if self._sin_idx:
+            if self._pairs_block is not None:     # interleaved (sin, cos) pairs in one block: a view, no gather
+                a, b = self._pairs_block
+                pairs = out[..., a:b].unflatten(-1, (-1, 2))
+                pairs.div_(torch.linalg.vector_norm(pairs, dim=-1, keepdim=True).clamp_min_(1e-6))
+            else:
+                sn, cs = out[..., self._sin_idx], out[..., self._cos_idx]
+                norm = torch.sqrt(sn * sn + cs * cs).clamp_min(1e-6)
+                out[..., self._sin_idx] = sn / norm
+                out[..., self._cos_idx] = cs / norm
+        return out
 
     def _broadcast(self, states, actions):
         states = torch.as_tensor(states)

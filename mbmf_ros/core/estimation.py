@@ -27,6 +27,8 @@ class SensorReading:
     linear_velocity: (3,) m/s, body frame (the odometry twist, ROS convention: child frame).
     angular_velocity: (3,) rad/s, body frame (gyro). joints: {mujoco joint name: (angle rad, speed rad/s)}.
     ages: {sensor: age in s} of each sensor relative to ``stamp`` (0 for synchronous simulator data).
+    pose_stamp: s, when the pose was measured if not at ``stamp`` (a motion-capture frame taken a little
+    before the state): pose differences divide by the time between the poses themselves.
     """
     stamp: float
     position: np.ndarray | None = None
@@ -35,6 +37,7 @@ class SensorReading:
     angular_velocity: np.ndarray | None = None
     joints: dict | None = None
     ages: dict = field(default_factory=dict)
+    pose_stamp: float | None = None
 
 
 @dataclass
@@ -122,10 +125,12 @@ class StateEstimator:
             v_world = R @ get('linear_velocity', r.linear_velocity, 3)
         else:
             if 'position' in self._last and r.position is not None and np.all(np.isfinite(r.position)):
-                if self._prev_pose is not None and r.stamp > self._prev_pose[0]:
-                    raw = (pos - self._prev_pose[1]) / (r.stamp - self._prev_pose[0])
-                    self._v_world = self.alpha * raw + (1.0 - self.alpha) * self._v_world
-                self._prev_pose = (r.stamp, pos.copy())
+                t_pose = r.stamp if r.pose_stamp is None else r.pose_stamp
+                if self._prev_pose is None or t_pose > self._prev_pose[0]:   # the same pose again: keep v
+                    if self._prev_pose is not None:
+                        raw = (pos - self._prev_pose[1]) / (t_pose - self._prev_pose[0])
+                        self._v_world = self.alpha * raw + (1.0 - self.alpha) * self._v_world
+                    self._prev_pose = (t_pose, pos.copy())
             v_world = self._v_world
         if spec.velocity_frame == 'body':
             v = R.T @ v_world

@@ -9,6 +9,8 @@
   warm-started from the previous plan shifted by one step.
 * ``MPPIPlanner``: model predictive path integral: Gaussian perturbations of the previous plan (shifted),
   recombined with exponential weights of their rewards.
+* ``ICEMPlanner``: iCEM (Pinneri et al. 2020): CEM with temporally coloured noise, a population that shrinks
+  over the iterations, and elites kept across iterations and (shifted) across plans.
 
 ``model`` follows the DynamicsModel contract (core.dynamics): ``predict(states, actions) -> next_states``,
 states (E, K, S) or (K, S), actions (K, A), output (E, K, S), ``num_members`` E. With an ensemble (E > 1) a
@@ -17,17 +19,40 @@ returns (E, K) (core.tasks). Actions are always within [-1, 1]. ``num_samples`` 
 sequences evaluated per plan, whatever the planner (CEM and MPPI split it over their iterations), so
 planners compare at the same cost. Each planner owns a seeded ``torch.Generator``: the same seed, model,
 task and states give the same actions.
+
+With a ``DynamicsModel`` the rollout runs through ``core.rollout.MLPRollout`` (normaliser folded into the
+weights, chunked, preallocated; ``precision`` float32 or bfloat16 with float32 states and reward sums) on
+``device`` (cpu | cuda | auto); any other model is called through ``predict`` step by step. The defaults of
+precision, device, chunk_rows and the iCEM settings are in config/planners.yaml.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
-PLANNERS = ('random_shooting', 'cem', 'mppi')
+from mbmf_ros.core.rollout import MLPRollout, resolve_device, resolve_precision, supports
+
+PLANNERS = ('random_shooting', 'cem', 'mppi', 'icem')
+SETTINGS_FILE = Path(__file__).resolve().parents[2] / 'config' / 'planners.yaml'
+
+
+@lru_cache(maxsize=1)
+def planner_settings() -> dict:
+    """config/planners.yaml: precision, device, chunk_rows and the iCEM settings (the defaults of make_planner)."""
+    import yaml
+    try:
+        data = yaml.safe_load(SETTINGS_FILE.read_text()) or {}
+    except OSError as e:
+        raise ValueError(f'{SETTINGS_FILE}: cannot read the planner settings: {e}') from None
+    if not isinstance(data, dict):
+        raise ValueError(f'{SETTINGS_FILE}: expected a mapping, found {type(data).__name__}')
+    return data
 
 
 @dataclass
@@ -69,18 +94,25 @@ class Planner:
 
     action_dim A, horizon H (steps), num_samples K (sequences per plan), seed (None: nondeterministic),
     keep_candidates: how many of the best candidates' predicted states to return for plotting.
+    precision: 'float32' | 'bfloat16' of the model's weights and activations in the rollout (states and reward
+    sums stay float32); device: 'cpu' | 'cuda' | 'auto'; chunk_rows: candidates per chunk (0/None: default).
     """
     name = 'planner'
 
     def __init__(self, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,
-                 keep_candidates: int = 0, dtype=torch.float32):
+                 keep_candidates: int = 0, dtype=torch.float32, precision: str = 'float32', device: str = 'cpu',
+                 chunk_rows: int | None = None):
         if int(action_dim) < 1 or int(horizon) < 1 or int(num_samples) < 1:
             raise ValueError(f'{self.name}: action_dim, horizon and num_samples must be >= 1, found '
                              f'{action_dim}, {horizon}, {num_samples}')
         self.action_dim, self.horizon, self.num_samples = int(action_dim), int(horizon), int(num_samples)
         self.keep_candidates = int(keep_candidates)
         self.dtype = dtype
-        self.generator = torch.Generator()
+        self.precision = resolve_precision(precision)
+        self.device = resolve_device(device)
+        self.chunk_rows = int(chunk_rows or 0) or None
+        self._fast: MLPRollout | None = None
+        self.generator = torch.Generator(device=self.device)
         self.seed(seed)
         self.reset()
 
@@ -97,14 +129,16 @@ class Planner:
     def _shifted_previous(self) -> torch.Tensor:
         """The previous plan shifted one step forward (its last action repeated): the warm start (H, A)."""
         if self._previous is None:
-            return torch.zeros(self.horizon, self.action_dim, dtype=self.dtype)
+            return torch.zeros(self.horizon, self.action_dim, dtype=self.dtype, device=self.device)
         prev = self._previous
         return torch.cat([prev[1:], prev[-1:]], 0)
 
     def rollout(self, model, task, state, actions):
         """Roll K sequences actions (K, H, A) from ``state`` (S,).
 
-        Returns (returns (K,) mean over members, states (E, K, H+1, S)).
+        Returns (returns (K,) mean over members, states (E, K, H+1, S)). With a DynamicsModel: the fast path
+        (core.rollout, same rules; ``states`` is then a view of a buffer that the next rollout of the same K, H
+        reuses).
 
         A candidate whose predicted states or rewards turn non-finite under any member scores -inf (it ranks
         last; a NaN would otherwise win an argmax). With a task that has ``healthy(next_states) -> (E, K)
@@ -112,6 +146,10 @@ class Planner:
         fall, its later steps earn nothing (an episode ends when the agent falls), even if the model predicts
         it back up.
         """
+        if supports(model):
+            if self._fast is None:
+                self._fast = MLPRollout(model, self.precision, self.device, self.chunk_rows)
+            return self._fast.rollout(model, task, state, actions)
         K, H, _ = actions.shape
         E = _num_members(model)
         cur = state.to(self.dtype).expand(K, -1)
@@ -140,7 +178,7 @@ class Planner:
         """Plan from ``state`` (S,) (numpy or tensor; full state, pose first). See the module docstring."""
         t0 = time.perf_counter()
         state = torch.as_tensor(np.asarray(state, dtype=np.float32) if not torch.is_tensor(state) else state,
-                                dtype=self.dtype)
+                                dtype=self.dtype, device=self.device)
         if state.dim() != 1:
             raise ValueError(f'{self.name}.plan: state must have shape (S,), found {tuple(state.shape)}')
         if not bool(torch.isfinite(state).all()):
@@ -151,13 +189,14 @@ class Planner:
             return self._no_plan(state, t0)
         seq = seq.clamp(-1.0, 1.0)
         self._previous = seq.clone()
+        seq_np = seq.cpu().numpy().astype(np.float32)
         result = PlanResult(
-            action=seq[0].numpy().astype(np.float32), actions=seq.numpy().astype(np.float32),
-            predicted_states=_mean_states(states).numpy().astype(np.float32), best_reward=float(ret),
+            action=seq_np[0], actions=seq_np,
+            predicted_states=_mean_states(states).cpu().numpy().astype(np.float32), best_reward=float(ret),
             solve_time_s=time.perf_counter() - t0, num_samples=self.num_samples, horizon=self.horizon,
             planner=self.name, info=info)
         if cand is not None and self.keep_candidates:
-            result.candidate_states = _mean_states(cand).numpy().astype(np.float32)
+            result.candidate_states = _mean_states(cand).cpu().numpy().astype(np.float32)
         return result
 
     def _no_plan(self, state, t0) -> PlanResult:
@@ -166,7 +205,7 @@ class Planner:
         self.reset()
         H, A = self.horizon, self.action_dim
         nan_states = np.full((H + 1, state.shape[0]), np.nan, dtype=np.float32)
-        nan_states[0] = state.numpy()
+        nan_states[0] = state.cpu().numpy()
         return PlanResult(action=np.zeros(A, np.float32), actions=np.zeros((H, A), np.float32),
                           predicted_states=nan_states, best_reward=-math.inf,
                           solve_time_s=time.perf_counter() - t0, num_samples=self.num_samples, horizon=H,
@@ -190,7 +229,8 @@ def _mix_uniform(actions, fraction: float, generator) -> None:
     """Replace the last ``fraction`` of the sequences (K, H, A) in place by uniform ones in [-1, 1]."""
     n = int(round(actions.shape[0] * fraction))
     if n > 0:
-        actions[-n:] = torch.rand(n, *actions.shape[1:], generator=generator, dtype=actions.dtype) * 2.0 - 1.0
+        actions[-n:] = torch.rand(n, *actions.shape[1:], generator=generator, dtype=actions.dtype,
+                                  device=actions.device) * 2.0 - 1.0
 
 
 class RandomShootingPlanner(Planner):
@@ -199,7 +239,7 @@ class RandomShootingPlanner(Planner):
 
     def _optimise(self, model, task, state):
         K, H, A = self.num_samples, self.horizon, self.action_dim
-        actions = torch.rand(K, H, A, generator=self.generator, dtype=self.dtype) * 2.0 - 1.0
+        actions = torch.rand(K, H, A, generator=self.generator, dtype=self.dtype, device=self.device) * 2.0 - 1.0
         returns, states = self.rollout(model, task, state, actions)
         best = int(torch.argmax(returns))
         return actions[best], returns[best], states[:, best], self._candidates(returns, states), {}
@@ -230,11 +270,11 @@ class CEMPlanner(Planner):
         n = max(2, self.num_samples // self.iterations)
         n_elite = max(1, int(round(n * self.elite_fraction)))
         mean = self._shifted_previous()
-        std = torch.full((H, A), self.init_std, dtype=self.dtype)
+        std = torch.full((H, A), self.init_std, dtype=self.dtype, device=self.device)
         best = (None, -math.inf, None)
         returns = states = None
         for _ in range(self.iterations):
-            noise = torch.randn(n, H, A, generator=self.generator, dtype=self.dtype)
+            noise = torch.randn(n, H, A, generator=self.generator, dtype=self.dtype, device=self.device)
             actions = (mean + std * noise).clamp(-1.0, 1.0)
             _mix_uniform(actions, self.uniform_fraction, self.generator)
             actions[0] = mean.clamp(-1.0, 1.0)
@@ -252,7 +292,7 @@ class CEMPlanner(Planner):
         seq, ret, st = best
         self._mean_next = mean
         if seq is None:            # every sample non-finite: plan() sends a zero action and says why
-            return torch.zeros(H, A, dtype=self.dtype), -math.inf, None, None, {}
+            return torch.zeros(H, A, dtype=self.dtype, device=self.device), -math.inf, None, None, {}
         return seq, ret, st, self._candidates(returns, states), {'final_std': float(std.mean())}
 
     def plan(self, model, task, state) -> PlanResult:
@@ -289,7 +329,8 @@ class MPPIPlanner(Planner):
         mean = self._shifted_previous()
         returns = states = None
         for _ in range(self.iterations):
-            noise = torch.randn(n, H, A, generator=self.generator, dtype=self.dtype) * self.noise_std
+            noise = torch.randn(n, H, A, generator=self.generator, dtype=self.dtype,
+                                device=self.device) * self.noise_std
             actions = (mean + noise).clamp(-1.0, 1.0)
             _mix_uniform(actions, self.uniform_fraction, self.generator)
             actions[0] = mean
@@ -313,11 +354,137 @@ class MPPIPlanner(Planner):
         return mean, ret[0], st[:, 0], self._candidates(returns, states), {'fallback': False}
 
 
+def coloured_noise(n: int, horizon: int, action_dim: int, exponent: float, generator, device=None,
+                   dtype=torch.float32):
+    """(n, horizon, action_dim) Gaussian noise whose power spectrum along the horizon is ~ 1 / f^exponent (0:
+    white; 2: the iCEM paper's default, smooth sequences). Timmer & Koenig (1995) as in the ``colorednoise``
+    package the iCEM authors use: scaled random Fourier coefficients, inverse real FFT, divided by the standard
+    deviation of the non-constant part (the constant term comes on top: variance ~1.3 at H = 10)."""
+    if horizon < 2 or exponent == 0:
+        return torch.randn(n, horizon, action_dim, generator=generator, device=device, dtype=dtype)
+    f = torch.fft.rfftfreq(horizon, device=device, dtype=torch.float64)
+    f[0] = 1.0 / horizon                            # low-frequency cut-off: the lowest resolvable frequency
+    scale = f ** (-exponent / 2.0)
+    w = scale[1:].clone()
+    w[-1] *= (1 + (horizon % 2)) / 2.0              # f = +-0.5 is counted once for an even horizon
+    sigma = 2.0 * torch.sqrt((w * w).sum()) / horizon
+    shape = (n, action_dim, len(f))
+    re = torch.randn(shape, generator=generator, device=device, dtype=torch.float64) * scale
+    im = torch.randn(shape, generator=generator, device=device, dtype=torch.float64) * scale
+    im[..., 0] = 0.0                                # the DC and (even horizon) Nyquist terms are real
+    re[..., 0] *= math.sqrt(2.0)
+    if horizon % 2 == 0:
+        im[..., -1] = 0.0
+        re[..., -1] *= math.sqrt(2.0)
+    y = torch.fft.irfft(torch.complex(re, im), n=horizon) / sigma
+    return y.transpose(1, 2).to(dtype).contiguous()
+
+
+class ICEMPlanner(Planner):
+    """iCEM: Pinneri et al. 2020, "Sample-efficient Cross-Entropy Method for Real-time Planning".
+
+    CEM over action sequences with the paper's additions: coloured noise (``noise_exponent`` beta, 1/f^beta
+    along the horizon), the population shrinking by ``population_decay`` per iteration (never below twice the
+    elites), a share ``keep_elite_fraction`` of the elites carried into the next iteration and, shifted by one
+    step, into the first iteration of the next plan; the distribution's mean is a sample of the last
+    iteration; the best sequence seen is executed. The std restarts from ``init_std`` every plan; the mean is
+    warm-started from the previous plan's, shifted. ``num_samples`` K is the total over the iterations (kept
+    elites and the mean included), so it compares with the other planners at the same cost.
+    """
+    name = 'icem'
+
+    def __init__(self, action_dim, horizon, num_samples, seed=None, iterations: int = 3,
+                 elite_fraction: float = 0.1, population_decay: float = 1.25, noise_exponent: float = 2.0,
+                 keep_elite_fraction: float = 0.3, init_std: float = 0.5, momentum: float = 0.1,
+                 min_std: float = 0.05, **kwargs):
+        self.iterations = max(1, int(iterations))
+        self.population_decay = float(population_decay)
+        if not self.population_decay >= 1.0:
+            raise ValueError(f'icem: population_decay must be >= 1, found {population_decay}')
+        self.noise_exponent = float(noise_exponent)
+        self.elite_fraction, self.keep_elite_fraction = float(elite_fraction), float(keep_elite_fraction)
+        self.init_std, self.momentum, self.min_std = float(init_std), float(momentum), float(min_std)
+        super().__init__(action_dim, horizon, num_samples, seed, **kwargs)
+        self.populations = self._populations()
+
+    def _populations(self) -> list:
+        """Sampled sequences per iteration, the largest first population whose iterations, kept elites and
+        final mean together stay within num_samples."""
+        K, it, g = self.num_samples, self.iterations, self.population_decay
+        for n0 in range(K, 1, -1):
+            n_elite = max(1, int(math.ceil(n0 * self.elite_fraction)))
+            keep = min(n_elite, int(math.ceil(self.keep_elite_fraction * n_elite)))
+            pops = [max(int(math.ceil(n0 * g ** -i)), 2 * n_elite) for i in range(it)]
+            if sum(pops) + keep * (it - 1) + 1 <= K:
+                break
+        self.n_elite, self.n_keep = n_elite, keep
+        return pops
+
+    def reset(self) -> None:
+        super().reset()
+        self._elites: torch.Tensor | None = None
+
+    def _optimise(self, model, task, state):
+        H, A = self.horizon, self.action_dim
+        mean = self._shifted_previous()
+        std = torch.full((H, A), self.init_std, dtype=self.dtype, device=self.device)
+        best = (None, -math.inf, None)
+        returns = states = None
+        evaluated = 0
+        for i, n in enumerate(self.populations):
+            noise = coloured_noise(n, H, A, self.noise_exponent, self.generator, self.device, self.dtype)
+            parts = [(mean + std * noise).clamp(-1.0, 1.0)]
+            if self._elites is not None and self.n_keep:
+                pick = torch.randperm(len(self._elites), generator=self.generator, device=self.device)[:self.n_keep]
+                kept = self._elites[pick]
+                if i == 0:       # last plan's elites, shifted one step; a new last action from the distribution
+                    tail = (mean[-1] + std[-1] * torch.randn(len(kept), A, generator=self.generator,
+                                                             dtype=self.dtype, device=self.device))
+                    kept = torch.cat([kept[:, 1:], tail.clamp(-1.0, 1.0).unsqueeze(1)], 1)
+                parts.append(kept)
+            if i == len(self.populations) - 1:
+                parts.append(mean.clamp(-1.0, 1.0).unsqueeze(0))
+            actions = torch.cat(parts, 0)
+            returns, states = self.rollout(model, task, state, actions)
+            evaluated += len(actions)
+            j = int(torch.argmax(returns))
+            if float(returns[j]) > best[1]:
+                best = (actions[j].clone(), float(returns[j]), states[:, j].clone())
+            n_ok = int(torch.isfinite(returns).sum())
+            if n_ok == 0:         # nothing to refit to: keep the distribution
+                continue
+            self._elites = actions[torch.topk(returns, min(self.n_elite, n_ok)).indices]
+            mean = self.momentum * mean + (1 - self.momentum) * self._elites.mean(0)
+            std = (self.momentum * std + (1 - self.momentum) * self._elites.std(0, unbiased=False)
+                   ).clamp_min(self.min_std)
+        seq, ret, st = best
+        self._mean_next = mean
+        if seq is None:           # every sample non-finite: plan() sends a zero action and says why
+            self._elites = None
+            return torch.zeros(H, A, dtype=self.dtype, device=self.device), -math.inf, None, None, {}
+        return seq, ret, st, self._candidates(returns, states), {'final_std': float(std.mean()),
+                                                                  'evaluated': evaluated}
+
+    def plan(self, model, task, state) -> PlanResult:
+        result = super().plan(model, task, state)
+        if math.isfinite(result.best_reward):
+            self._previous = self._mean_next.clamp(-1.0, 1.0)
+        return result
+
+
+PLANNER_CLASSES = {'random_shooting': RandomShootingPlanner, 'cem': CEMPlanner, 'mppi': MPPIPlanner,
+                   'icem': ICEMPlanner}
+
+
 def make_planner(name: str, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,
                  **kwargs) -> Planner:
-    """A planner by name: random_shooting | cem | mppi (kwargs go to its constructor)."""
-    classes = {'random_shooting': RandomShootingPlanner, 'rs': RandomShootingPlanner,
-               'cem': CEMPlanner, 'mppi': MPPIPlanner}
+    """A planner by name: random_shooting | cem | mppi | icem (kwargs go to its constructor; precision, device,
+    chunk_rows and the iCEM settings default to config/planners.yaml)."""
+    classes = dict(PLANNER_CLASSES, rs=RandomShootingPlanner)
     if name not in classes:
         raise ValueError(f'unknown planner {name!r}; expected one of {list(PLANNERS)}')
-    return classes[name](action_dim, horizon, num_samples, seed, **kwargs)
+    settings = planner_settings()
+    defaults = {k: settings[k] for k in ('precision', 'device', 'chunk_rows') if k in settings}
+    if classes[name] is ICEMPlanner:
+        defaults.update(settings.get('icem') or {})
+    return classes[name](action_dim, horizon, num_samples, seed, **{**defaults, **kwargs})

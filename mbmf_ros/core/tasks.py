@@ -39,20 +39,31 @@ class Task:
     def reward(self, states, actions, next_states):
         raise NotImplementedError
 
+    def step_rewards(self, states, actions):
+        """Rewards (E, K, H) of whole predicted sequences: states (E, K, H+1, S) (step 0 = the start), actions
+        (K, H, A); step t is ``reward(states[:, :, t], actions[:, t], states[:, :, t+1])``. A task may override it
+        with one batched evaluation of all H steps (core.rollout calls it once per chunk of candidates)."""
+        return torch.stack([self.reward(states[:, :, t], actions[:, t], states[:, :, t + 1])
+                            for t in range(actions.shape[1])], -1)
 
-def _project(xy, starts, vectors, lengths, cum_starts, seg_mask):
+
+def _project(xy, starts, vectors, lengths, cum_starts):
     """Batched projection of points onto segments.
 
-    xy (..., 2); segments: starts/vectors (M, 2), lengths (M,), cum_starts (M,) arc length of each start;
-    seg_mask (M,) bool, the segments allowed. Returns (perp (...,) m, progress (...,) m, segment (...,) long).
+    xy (..., 2); segments: starts/vectors (W, 2), lengths (W,), cum_starts (W,) arc length of each start, only
+    the W segments of the search window (slice them first: the temporaries are (..., W)).
+    Returns (perp (...,) m, progress (...,) m, segment (...,) long index into the W given segments).
+    x and y are handled as separate (..., W) tensors: reductions over a last dimension of 2 cost more than the
+    arithmetic itself.
     """
-    rel = xy.unsqueeze(-2) - starts                                      # (..., M, 2)
-    t = ((rel * vectors).sum(-1) / (lengths * lengths)).clamp(0.0, 1.0)  # (..., M)
-    diff = rel - t.unsqueeze(-1) * vectors
-    dist2 = (diff * diff).sum(-1)
-    dist2 = dist2.masked_fill(~seg_mask, float('inf'))
+    rx = xy[..., 0:1] - starts[:, 0]                                     # (..., W)
+    ry = xy[..., 1:2] - starts[:, 1]
+    vx, vy = vectors[:, 0], vectors[:, 1]
+    t = ((rx * vx + ry * vy) / (lengths * lengths)).clamp(0.0, 1.0)
+    dx, dy = rx - t * vx, ry - t * vy
+    dist2 = dx * dx + dy * dy
     d2, seg = dist2.min(-1)
-    prog = cum_starts[seg] + torch.gather(t, -1, seg.unsqueeze(-1)).squeeze(-1) * lengths[seg]
+    prog = torch.gather(cum_starts + t * lengths, -1, seg.unsqueeze(-1)).squeeze(-1)
     return d2.clamp_min(0.0).sqrt(), prog, seg
 
 
@@ -99,9 +110,11 @@ class TrajectoryFollowingTask(Task):
 
     def _update_mask(self) -> None:
         lo, hi = self.path.segment_window(self.tracker.segment, self.lookahead_m, self.tracker.progress_m)
-        mask = torch.zeros(self.path.num_segments, dtype=torch.bool)
-        mask[lo:hi] = True
-        self._mask = mask
+        # Only the window's segments enter the batched projection: its temporaries are E x K x (hi - lo), so a
+        # path with thousands of waypoints (a global planner's poses every few cm) costs what a short one does.
+        self._lo = lo
+        self._window = tuple(t[lo:hi] for t in (self._starts, self._vectors, self._lengths, self._cum,
+                                                 self._headings))
         self._cache = None      # (next_states tensor, its progress): the next step's ``states``
 
     def reset(self) -> None:
@@ -119,17 +132,23 @@ class TrajectoryFollowingTask(Task):
         return self.tracking
 
     def measure(self, xy):
-        """(perp (...,) m, progress (...,) m, segment (...,)) of points xy (..., 2) under the current window."""
+        """(perp (...,) m, progress (...,) m, segment (...,) index into the whole path) of points xy (..., 2)
+        under the current search window."""
+        perp, prog, seg = self._measure(xy)
+        return perp, prog, seg + self._lo
+
+    def _measure(self, xy):
+        """As ``measure``, the segment index relative to the window's first segment."""
         if self.path is None:
             raise RuntimeError('TrajectoryFollowingTask: no path set (set_path first)')
-        return _project(xy, self._starts, self._vectors, self._lengths, self._cum, self._mask)
+        return _project(xy, *self._window[:4])
 
     def reward(self, states, actions, next_states):
-        perp1, prog1, seg1 = self.measure(next_states[..., :2])
+        perp1, prog1, seg1 = self._measure(next_states[..., :2])
         if self._cache is not None and self._cache[0] is states:
             prog0 = self._cache[1]          # a planner passes step t's next_states as step t+1's states
         else:
-            _, prog0, _ = self.measure(states[..., :2])
+            _, prog0, _ = self._measure(states[..., :2])
         self._cache = (next_states, prog1)
         gain = prog1 - prog0
         if self.clamp_progress:
@@ -139,7 +158,22 @@ class TrajectoryFollowingTask(Task):
             gain = torch.minimum(torch.maximum(gain, -step), step)
         r = self.beta * gain - self.alpha * perp1
         if self.heading_weight:
-            err = wrap_angle(next_states[..., 2] - self._headings[seg1]).abs()
+            err = wrap_angle(next_states[..., 2] - self._window[4][seg1]).abs()
+            r = r - self.heading_weight * err
+        return r
+
+
+    def step_rewards(self, states, actions):
+        """All H steps at once (see ``Task.step_rewards``); the same terms as ``reward``."""
+        xy = states[..., :2]                                        # (E, K, H+1, 2)
+        perp, prog, seg = self._measure(xy)
+        gain = prog[..., 1:] - prog[..., :-1]
+        if self.clamp_progress:
+            step = (xy[..., 1:, :] - xy[..., :-1, :]).norm(dim=-1)
+            gain = torch.minimum(torch.maximum(gain, -step), step)
+        r = self.beta * gain - self.alpha * perp[..., 1:]
+        if self.heading_weight:
+            err = wrap_angle(states[..., 1:, 2] - self._window[4][seg[..., 1:]]).abs()
             r = r - self.heading_weight * err
         return r
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mbmf_ros.core.dynamics import DynamicsModel
+from mbmf_ros.core.rollout import resolve_device
 from mbmf_ros.core.state import delta_target, wrap_angle
 
 HORIZONS = (1, 5, 10, 20, 50)
@@ -39,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0                     # torch intra-op threads; 0 leaves torch's setting
     bf16: bool = False                   # bfloat16 autocast for the forward pass (CPU: ~1.7x, see bench)
+    device: str = 'cpu'                  # cpu | cuda | auto (cuda when available); the model returned is on cpu
 
     @classmethod
     def from_dict(cls, d: dict) -> 'TrainConfig':
@@ -154,7 +156,8 @@ def one_step_mse(model: DynamicsModel, data: Transitions, chunk: int = 65536) ->
     """1-step MSE of the normalised delta (mean over elements, members and transitions), no noise."""
     if data is None or len(data) == 0:
         return float('nan')
-    x, y = _tensors(model, data)
+    dev = model.in_mean.device
+    x, y = (t.to(dev) for t in _tensors(model, data))
     total = 0.0
     with torch.no_grad():
         for i in range(0, len(x), chunk):
@@ -232,6 +235,7 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
     should_stop(): polled each batch; True ends training early (metrics['stopped'] = True).
     """
     cfg = config or TrainConfig()
+    device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -266,8 +270,9 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
     model.train()
     parts = [d for d in (d_rand, d_rl) if d is not None]
     tensors = [_tensors(model, d) for d in parts]
-    x_all = torch.cat([t[0] for t in tensors])
-    y_all = torch.cat([t[1] for t in tensors])
+    model.to(device)
+    x_all = torch.cat([t[0] for t in tensors]).to(device)
+    y_all = torch.cat([t[1] for t in tensors]).to(device)
     n_rand, n_rl = (len(d_rand) if d_rand else 0), (len(d_rl) if d_rl else 0)
     E, B = model.num_members, cfg.batch_size
     # Bootstrap: member e sees the epoch's indices through its own resample (identity for one member). Each
@@ -283,7 +288,8 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
         bar = tqdm(total=cfg.epochs, desc='train dynamics', unit='epoch', leave=False)
     for epoch in range(cfg.epochs):
         idx = _epoch_indices(n_rand, n_rl, cfg.rand_fraction, rng)
-        member_idx = torch.as_tensor(np.stack([b[idx] for b in boots]) if E > 1 else idx[None])  # (E, N)
+        member_idx = torch.as_tensor(np.stack([b[idx] for b in boots]) if E > 1 else idx[None],
+                                     device=device)                                        # (E, N)
         total, nb = 0.0, 0
         for i in range(0, idx.shape[0], B):
             bi = member_idx[:, i:i + B]
@@ -291,7 +297,7 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
             if cfg.noise_std > 0:
                 xb = xb + cfg.noise_std * torch.randn_like(xb)
                 yb = yb + cfg.noise_std * torch.randn_like(yb)
-            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=cfg.bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 pred = model(xb)
             loss = ((pred.float() - yb) ** 2).mean()
             opt.zero_grad(set_to_none=True)
@@ -318,6 +324,7 @@ def train_dynamics(train, validation=(), config: TrainConfig | None = None, rl=(
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
+    model.to('cpu')          # planners, checkpoints and the open-loop validation take a cpu model
     model.eval()
     train_data = d_rand if d_rand is not None else d_rl
     h_step, h_step_position = open_loop_errors(model, validation, cfg.horizons, cfg.max_validation_starts,

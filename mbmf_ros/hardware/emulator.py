@@ -33,7 +33,12 @@ import yaml
 from . import protocol as P
 from .device import DeviceBoard
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent.parent / 'config' / 'emulator.yaml'
+def default_config_file() -> Path:
+    """config/emulator.yaml of the source tree or of the installed package."""
+    from mbmf_ros.graphs import config_dir
+    return config_dir() / 'emulator.yaml'
+
+
 # key -> (type, low, high)
 KEYS = {
     'agent': (str, None, None), 'seed': (int, 0, None), 'baud': (int, 300, 4_000_000),
@@ -63,9 +68,10 @@ def _read_yaml(path) -> dict:
     return data
 
 
-def load_emulator_config(path: str | os.PathLike | None = None, defaults: str | os.PathLike = DEFAULT_CONFIG) -> dict:
+def load_emulator_config(path: str | os.PathLike | None = None, defaults: str | os.PathLike | None = None) -> dict:
     """config/emulator.yaml overridden by the keys of ``path``; ValueError naming the file, key, expected and
     found value for an unknown key, a wrong type or a value out of range."""
+    defaults = defaults or default_config_file()
     config = {}
     for source in [defaults] + ([path] if path else []):
         for key, value in _read_yaml(source).items():
@@ -77,7 +83,8 @@ def load_emulator_config(path: str | os.PathLike | None = None, defaults: str | 
                     raise ValueError
                 value = kind(value)
             except (TypeError, ValueError):
-                raise ValueError(f'emulator config {source}: {key}: expected {kind.__name__}, found {value!r}') from None
+                raise ValueError(f'emulator config {source}: {key}: expected {kind.__name__}, '
+                                 f'found {value!r}') from None
             if kind is not str and ((low is not None and value < low) or (high is not None and value > high)):
                 raise ValueError(f'emulator config {source}: {key}: expected in [{low}, {high}], found {value}')
             config[key] = value
@@ -178,8 +185,9 @@ class RobotEmulator:
         self.log = log or (lambda level, text: None)
         self.board = DeviceBoard(config['command_timeout_ms'], config['telemetry_rate_hz'])
         lat = config['latency_ms'] * 1e-3
-        self.to_host = FaultyLine(config['baud'], lat, config['byte_corruption_rate'], config['byte_drop_rate'], self.rng)
-        self.to_device = FaultyLine(config['baud'], lat, config['byte_corruption_rate'], config['byte_drop_rate'], self.rng)
+        faults = (config['byte_corruption_rate'], config['byte_drop_rate'])
+        self.to_host = FaultyLine(config['baud'], lat, *faults, self.rng)
+        self.to_device = FaultyLine(config['baud'], lat, *faults, self.rng)
         m = self.sim.model
         self.ts = m.opt.timestep
         self.crank_adr = [m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j.mujoco_joint)]
@@ -194,7 +202,8 @@ class RobotEmulator:
         self.episode = 0
         self.stats_lock = threading.Lock()
         self.counts = {'physics_steps': 0, 'telemetry_sent': 0, 'mocap_published': 0, 'mocap_dropped': 0,
-                       'overruns': 0, 'disconnects': 0, 'resets': 0, 'max_abs_setpoint': 0}
+                       'overruns': 0, 'disconnects': 0, 'resets': 0, 'max_abs_setpoint': 0,
+                       'unplug_to_stop_ms': -1.0}
         self.pending_mocap = collections.deque()
 
     # --- the pseudo-terminal --------------------------------------------------------------------------------
@@ -271,6 +280,7 @@ class RobotEmulator:
         wall0 = time.time() - t0            # monotonic -> wall clock (ROS stamps)
         steps = 0
         reconnect_at = None
+        unplugged_at, stops_at_unplug = None, 0
         gyro_sum, gyro_n = np.zeros(3), 0
         prev_angles = [float(d.qpos[a]) for a in self.crank_adr]
         prev_t = t0
@@ -294,6 +304,7 @@ class RobotEmulator:
                     self.to_host.clear()
                     self.to_device.clear()
                     reconnect_at = now + float(arg)
+                    unplugged_at, stops_at_unplug = now, self.board.watchdog_stops
                     with self.stats_lock:
                         self.counts['disconnects'] += 1
                     self.log('warn', f'link disconnected for {float(arg):.2f} s')
@@ -320,8 +331,12 @@ class RobotEmulator:
                 us = int((t_step - t0) * 1e6)
                 arrived = self.to_device.due(t_step)
                 if arrived:
-                    self.to_host.send(self.board.receive(arrived, us), t_step)
+                    self._transmit(self.board.receive(arrived, us), t_step)
                 self.board.update(us)
+                if unplugged_at is not None and self.board.watchdog_stops > stops_at_unplug:
+                    with self.stats_lock:   # how long the motors ran on after the cable was pulled
+                        self.counts['unplug_to_stop_ms'] = round((t_step - unplugged_at) * 1e3, 1)
+                    unplugged_at = None
                 left, right = self.board.setpoints
                 with self.stats_lock:
                     self.counts['max_abs_setpoint'] = max(self.counts['max_abs_setpoint'], abs(left), abs(right))
@@ -332,7 +347,7 @@ class RobotEmulator:
                 gyro_n += 1
                 t_now = t0 + steps * self.ts
                 if self.board.telemetry_due(us):
-                    self.to_host.send(self._telemetry(prev_angles, t_now - prev_t, gyro_sum / max(gyro_n, 1),
+                    self._transmit(self._telemetry(prev_angles, t_now - prev_t, gyro_sum / max(gyro_n, 1),
                                                       c['battery_full_v'] - drain * (t_now - t0), us), t_now)
                     prev_angles = [float(d.qpos[a]) for a in self.crank_adr]
                     prev_t = t_now
@@ -370,6 +385,10 @@ class RobotEmulator:
                 select.select([self.master], [], [], delay)
             else:
                 time.sleep(delay)
+
+    def _transmit(self, data: bytes, now: float) -> None:
+        if self.master is not None:     # unplugged: the board's bytes go nowhere (its seq still counts up)
+            self.to_host.send(data, now)
 
     def _telemetry(self, prev_angles, period_s, gyro, battery_v, us) -> bytes:
         c, d, rng = self.c, self.sim.data, self.rng

@@ -83,6 +83,22 @@ class DeviceClock:
         return device_s + min(o for _, o in self._offsets)
 
 
+def validate_action(values, action_dim: int):
+    """(values as a tuple of floats, None) for an action that may go to the motors: action_dim finite values in
+    [-1, 1]; else (None, the reason). Nothing is clipped: an out-of-range action is a bug upstream, not a wish."""
+    try:
+        a = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None, f'expected {action_dim} numbers, found {values!r}'
+    if len(a) != action_dim:
+        return None, f'expected {action_dim} values, found {len(a)}: {a}'
+    if not all(math.isfinite(v) for v in a):
+        return None, f'non-finite value in {a}'
+    if any(abs(v) > 1.0 for v in a):
+        return None, f'value outside [-1, 1] in {a}'
+    return tuple(a), None
+
+
 def open_serial(port: str, baud: int):
     """A pyserial port (or URL such as loop://), non-blocking reads."""
     import serial

@@ -9,6 +9,12 @@ Triggers (parameter `trigger`):
   episode: one state per /mbmf/episode message (the mujoco_bridge's lock-step and real-time modes), built
     from the sensor messages with exactly that stamp; episode/step/terminal are copied from it. A sensor
     still missing `max_wait_s` after its episode message is flagged and its last value held.
+  With `sensor_sync` latest (a real robot: hardware_bridge ticks the episode on the wall clock while the
+    motion capture and the board's telemetry arrive at their own rates), the state is built at once from the
+    latest message of each sensor; one older than `max_age_s` at the episode stamp (or never received) is
+    flagged stale/missing and the state is invalid: the planner then stops the robot. With `average_rates`
+    (default: the agent's simulator setting) the gyro and joint speeds are the means of the messages of the last
+    control period, as the simulator's sensors report them.
   rate: one state per 1/`rate_hz` s from the latest sensor messages (a robot without episode messages);
     a sensor older than `max_age_s` is flagged stale. Episode stays 0 and step counts up.
 Values are never NaN: missing sensors hold their last value and set valid=false with a flag naming them.
@@ -16,6 +22,7 @@ Values are never NaN: missing sensors hold their last value and set valid=false 
 from __future__ import annotations
 
 import collections
+import copy
 import sys
 import time
 
@@ -27,7 +34,7 @@ from sensor_msgs.msg import Imu, JointState
 
 from mbmf_ros import topics as T
 from mbmf_ros.msg import AgentState
-from mbmf_ros.nodes.common import CONTROL, HISTORY, SENSOR, run_node, stamp_ns, stamp_to_sec
+from mbmf_ros.nodes.common import CONTROL, HISTORY, SENSOR, overridable, run_node, stamp_ns, stamp_to_sec
 
 
 class StateEstimatorNode(Node):
@@ -43,6 +50,13 @@ class StateEstimatorNode(Node):
         alpha = float(self.declare_parameter('velocity_filter_alpha', -1.0).value)
         max_age = float(self.declare_parameter('max_age_s', -1.0).value)
         self.max_wait = float(self.declare_parameter('max_wait_s', 0.5).value)
+        self.sensor_sync = self.declare_parameter('sensor_sync', 'stamp').value
+        # latest sync: gyro and joint speeds averaged over the last control period, as the simulator's sensors
+        # are (agent sim average_rates): a 100 Hz board reports 10 ms rates, the model's state holds 50 ms ones
+        average = self.declare_parameter('average_rates', '').value
+        if self.sensor_sync not in ('stamp', 'latest'):
+            raise SystemExit(f'state_estimator: parameter sensor_sync: expected stamp or latest, found '
+                             f'{self.sensor_sync!r}')
         if self.trigger not in ('episode', 'rate'):
             raise SystemExit(f'state_estimator: parameter trigger: expected episode or rate, found {self.trigger!r}')
         if self.pose_source not in ('mocap', 'odom'):
@@ -55,6 +69,9 @@ class StateEstimatorNode(Node):
                                       max_age=None if max_age < 0 else max_age)
         except ValueError as e:
             raise SystemExit(f'state_estimator: {e}')
+        self.average_rates = (bool(self.spec.sim.get('average_rates', False)) if average == ''
+                              else str(average).lower() == 'true')
+        self.recent = {'imu': collections.deque(maxlen=100), 'joints': collections.deque(maxlen=100)}
         self.need = {'pose': self.pose_source, 'imu': 'imu', 'joints': 'joints'}
         if self.est.velocity_source == 'twist':
             self.need['twist'] = 'odom'
@@ -64,7 +81,7 @@ class StateEstimatorNode(Node):
         self.pending = collections.OrderedDict()   # stamp (ns) -> (episode msg, wall time received)
         self.sent = collections.OrderedDict()      # stamp (ns) -> AgentState published (for resends)
         self.step = 0
-        self.pub = self.create_publisher(AgentState, T.STATE, HISTORY)
+        self.pub = self.create_publisher(AgentState, T.STATE, **overridable(HISTORY))
         self.create_subscription(PoseStamped, T.MOCAP_POSE, lambda m: self.on_sensor('mocap', m), SENSOR)
         self.create_subscription(Odometry, T.ODOM, lambda m: self.on_sensor('odom', m), SENSOR)
         self.create_subscription(Imu, T.IMU, lambda m: self.on_sensor('imu', m), SENSOR)
@@ -81,6 +98,8 @@ class StateEstimatorNode(Node):
     def on_sensor(self, kind, msg):
         key = stamp_ns(msg.header.stamp)
         self.latest[kind] = msg
+        if kind in self.recent:
+            self.recent[kind].append(msg)
         self.buffer.setdefault(key, {})[kind] = msg
         while len(self.buffer) > 200:
             self.buffer.popitem(last=False)
@@ -92,8 +111,29 @@ class StateEstimatorNode(Node):
         if key in self.sent:   # the bridge sent this step again (its lock-step resend): so do we
             self.pub.publish(self.sent[key])
             return
+        if self.sensor_sync == 'latest':
+            self.emit_latest(msg)
+            return
         self.pending[key] = (msg, time.monotonic())
         self.try_emit(key)
+
+    def emit_latest(self, ep: AgentState):
+        """The state at the episode message's stamp from the latest message of each sensor (ages flagged)."""
+        stamp = stamp_to_sec(ep.header.stamp)
+        ages = {s: max(0.0, stamp - stamp_to_sec(m.header.stamp)) for s, m in self.latest.items()}
+        if ep.step == 0:
+            self.est.reset()
+        got = dict(self.latest)
+        if self.average_rates:
+            got.update(self.rate_averages(stamp))
+        state = self.build(stamp, got, ages)
+        state.header = ep.header
+        state.episode, state.step, state.terminal = ep.episode, ep.step, ep.terminal
+        state.flags = list(state.flags) + [f for f in ep.flags if f not in ('reset', 'start', 'auto_reset')]
+        self.pub.publish(state)
+        self.sent[stamp_ns(ep.header.stamp)] = state
+        while len(self.sent) > 50:
+            self.sent.popitem(last=False)
 
     def have_all(self, got: dict) -> bool:
         return all(src in got for src in self.need.values())
@@ -125,6 +165,25 @@ class StateEstimatorNode(Node):
             self.sent.popitem(last=False)
         self.buffer.pop(key, None)
 
+    def rate_averages(self, stamp: float) -> dict:
+        """Imu and JointState messages whose rates are the mean over (stamp - dt, stamp] of those received
+        (the latest ones when none fell in that window)."""
+        out = {}
+        for kind, attr in (('imu', 'angular_velocity'), ('joints', 'velocity')):
+            window = [m for m in self.recent[kind] if stamp - self.spec.dt < stamp_to_sec(m.header.stamp) <= stamp]
+            if len(window) < 2:
+                continue
+            msg = copy.deepcopy(window[-1])
+            if kind == 'imu':
+                w = np.mean([[m.angular_velocity.x, m.angular_velocity.y, m.angular_velocity.z] for m in window], 0)
+                msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = (float(v) for v in w)
+            else:
+                n = len(msg.velocity)
+                v = np.mean([list(m.velocity)[:n] for m in window if len(m.velocity) >= n], 0)
+                msg.velocity = [float(x) for x in v]
+            out[kind] = msg
+        return out
+
     def flush_late(self):
         now = time.monotonic()
         for key, (_, t) in list(self.pending.items()):
@@ -155,6 +214,7 @@ class StateEstimatorNode(Node):
             o = pose.orientation
             r.orientation = np.array([o.w, o.x, o.y, o.z])
             r.ages['position'] = r.ages['orientation'] = ages.get(self.pose_source, 0.0)
+            r.pose_stamp = stamp_to_sec(pose_msg.header.stamp)
         odom = got.get('odom')
         if odom is not None:
             v = odom.twist.twist.linear

@@ -34,7 +34,9 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
                       give_up_m: float = 0.0, **planner_kwargs) -> LoopResult:
     """Follow ``path_xy`` (N, 2), given relative to the start pose, on the simulated ``agent``.
 
-    model: the dynamics model of the MPC. policy: a GaussianPolicy with a 'path' observation (core.policy): it
+    model: the dynamics model of the MPC. planner: a planner name (made with num_samples, horizon, seed and
+    planner_kwargs) or an object with ``plan(model, task, state)`` (e.g. a benchmark's wrapper that compares two
+    planners step by step). policy: a GaussianPolicy with a 'path' observation (core.policy): it
     acts instead of the MPC. record: also run the MPC at every visited state and return its actions as labels
     (DAgger) with the policy's observations (``policy`` or a fresh path observation of the agent is needed for
     the observation layout: pass ``record=Observation`` to give it). noise_std: Gaussian noise (actions units)
@@ -57,8 +59,11 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
     tracker = ProgressTracker(path, lookahead_m, goal_tolerance_m)
     defaults = spec.planner_defaults
     use_mpc = policy is None or bool(record)
-    plan = make_planner(planner, spec.action_dim, horizon or int(defaults['horizon']),
-                        num_samples or int(defaults['num_samples']), seed, **planner_kwargs) if use_mpc else None
+    if not isinstance(planner, str):
+        plan = planner
+    else:
+        plan = make_planner(planner, spec.action_dim, horizon or int(defaults['horizon']),
+                            num_samples or int(defaults['num_samples']), seed, **planner_kwargs) if use_mpc else None
     observe = policy.observation if policy is not None else (record if not isinstance(record, bool) else None)
     if record and observe is None:
         raise ValueError('follow_in_process: record needs the observation layout (a policy, or record=Observation)')

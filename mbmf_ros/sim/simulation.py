@@ -49,10 +49,14 @@ def check_action(action, action_dim: int) -> np.ndarray | None:
 class Simulation:
     """One agent in MuJoCo. agent: name or AgentSpec; max_episode_steps: None = the spec's, 0 = no limit.
     heading_noise: start headings from U(-pi, pi); None = the spec's (``spec.heading_noise`` describes the
-    trajectory-following data: the paper's A.1 draws the swimmer's heading for that task only)."""
+    trajectory-following data: the paper's A.1 draws the swimmer's heading for that task only).
+    terrain: a name from ``spec.sim['terrains']`` (the hexapod: carpet, styrofoam): its sliding friction and
+    contact softness (MuJoCo solref: time constant s, damping ratio) replace the model file's on every
+    geom (MuJoCo takes the larger friction of a contact pair, so floor and legs change together); None: the
+    model file's own surface."""
 
     def __init__(self, agent: str | AgentSpec, max_episode_steps: int | None = None, seed: int | None = None,
-                 heading_noise: bool | None = None):
+                 heading_noise: bool | None = None, terrain: str | None = None):
         self.spec = get_agent(agent) if isinstance(agent, str) else agent
         spec = self.spec
         self.model = mujoco.MjModel.from_xml_path(spec.model_file)
@@ -65,6 +69,15 @@ class Simulation:
                      mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_JOINT, self.model.actuator_trnid[i, 0]))
             if name not in found:   # the actuator's own name or the joint it drives must be the action name
                 raise ValueError(f'{spec.model_file}: actuator {i}: expected {name}, found {found}')
+        self.terrain = terrain or None
+        if self.terrain is not None:
+            terrains = spec.sim.get('terrains', {})
+            if self.terrain not in terrains:
+                raise ValueError(f'agent {spec.name}: unknown terrain {self.terrain!r}; expected one of '
+                                 f'{sorted(terrains)}')
+            surface = terrains[self.terrain]
+            self.model.geom_friction[:, 0] = float(surface['friction'])
+            self.model.geom_solref[:] = np.asarray(surface['solref'], dtype=np.float64)
         period = self.model.opt.timestep * spec.frame_skip
         if abs(period - spec.dt) > 1e-9:
             raise ValueError(f'agent {spec.name}: dt {spec.dt} s != timestep {self.model.opt.timestep} s x '

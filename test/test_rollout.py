@@ -1,0 +1,217 @@
+"""The planners' fast rollout (core.rollout) against the reference arithmetic of model.predict + task.reward, and the
+trajectory reward's search window on long paths."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from mbmf_ros.core.agents import get_agent
+from mbmf_ros.core.dynamics import DynamicsModel
+from mbmf_ros.core.planners import Planner, coloured_noise, make_planner
+from mbmf_ros.core.rollout import MLPRollout, resolve_device, resolve_precision
+from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask
+from mbmf_ros.core.training import TrainConfig, train_dynamics
+from mbmf_ros.core.waypoints import WaypointPath
+
+
+class Reference:
+    """Hides the model's layers so that a planner takes its reference path (predict + reward per step)."""
+
+    def __init__(self, model):
+        self.inner = model
+        self.num_members = model.num_members
+
+    def predict(self, s, a):
+        return self.inner.predict(s, a)
+
+
+def _model(members=1, seed=0):
+    spec = get_agent('hexapod')
+    torch.manual_seed(seed)
+    m = DynamicsModel(spec.state_names, spec.action_names, (64, 64), num_members=members)
+    rng = np.random.default_rng(seed)
+    S = spec.state_dim
+    m.set_normaliser(rng.normal(0, 0.5, S - 3), rng.uniform(0.2, 2.0, S - 3), rng.normal(0, 0.01, S),
+                     rng.uniform(0.005, 0.05, S))
+    m.eval()
+    return spec, m
+
+
+def _state(spec):
+    s = np.zeros(spec.state_dim, dtype=np.float32)
+    for i, n in enumerate(spec.state_names):
+        if n.startswith('cos_'):
+            s[i] = 1.0
+    s[:3] = (0.05, -0.02, 0.3)
+    return torch.as_tensor(s)
+
+
+def _reference(model, task, state, actions):
+    return Planner(actions.shape[2], actions.shape[1], actions.shape[0], seed=0).rollout(
+        Reference(model), task, state, actions)
+
+
+@pytest.mark.parametrize('members', [1, 3])
+def test_float32_rollout_matches_predict_and_reward(members):
+    spec, model = _model(members)
+    task = TrajectoryFollowingTask(WaypointPath([[0, 0], [0.3, 0.1], [0.5, 0.4]]), lookahead_m=0.5,
+                                   heading_weight=0.2)
+    state = _state(spec)
+    task.update(state.numpy())
+    actions = torch.rand(300, 6, spec.action_dim, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    r0, s0 = _reference(model, task, state, actions)
+    # Chunks of 128 rows: three chunks, the last one partial.
+    r1, s1 = MLPRollout(model, 'float32', chunk_rows=128).rollout(model, task, state, actions)
+    assert s1.shape == s0.shape == (members, 300, 7, spec.state_dim)
+    torch.testing.assert_close(s1, s0, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(r1, r0, rtol=1e-4, atol=1e-5)
+    assert int(r1.argmax()) == int(r0.argmax())
+
+
+def test_bfloat16_rollout_keeps_states_float32_and_ranks_alike():
+    spec, model = _model(1)
+    task = TrajectoryFollowingTask(WaypointPath([[0, 0], [1.0, 0.0]]), lookahead_m=0.5)
+    state = _state(spec)
+    task.update(state.numpy())
+    actions = torch.rand(500, 8, spec.action_dim, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    r0, _ = _reference(model, task, state, actions)
+    r1, s1 = MLPRollout(model, 'bfloat16').rollout(model, task, state, actions)
+    assert s1.dtype == torch.float32 and r1.dtype == torch.float32
+    # The candidate chosen in bfloat16 is among the best 1% in float32.
+    assert int((r0 > r0[int(r1.argmax())]).sum()) <= 5
+    assert float((r1 - r0).abs().max()) < 0.05 * float(r0.max() - r0.min())
+
+
+def test_refolds_when_the_weights_change_in_place():
+    spec, model = _model(1)
+    task = TrajectoryFollowingTask(WaypointPath([[0, 0], [1.0, 0.0]]))
+    state = _state(spec)
+    task.update(state.numpy())
+    actions = torch.rand(50, 4, spec.action_dim) * 2 - 1
+    fast = MLPRollout(model, 'float32')
+    before, _ = fast.rollout(model, task, state, actions)
+    with torch.no_grad():
+        model.layers[-1].bias.add_(0.5)
+        model.out_std.mul_(2.0)
+    after, _ = fast.rollout(model, task, state, actions)
+    ref, _ = _reference(model, task, state, actions)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_non_finite_predictions_rank_last_and_termination_is_sticky():
+    spec, model = _model(1)
+    names = list(spec.state_names)
+    z = names.index('z')
+    # Healthy while z in [0, 1e9): the model's z drifts by out_mean each step; make it fall at once below 0.
+    task = MovingForwardTask(names.index('vx'), termination=[(z, -1e9, 1e9)])
+    state = _state(spec)
+    actions = torch.rand(64, 5, spec.action_dim, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    r0, _ = _reference(model, task, state, actions)
+    r1, _ = MLPRollout(model, 'float32').rollout(model, task, state, actions)
+    torch.testing.assert_close(r1, r0, rtol=1e-4, atol=1e-5)
+    # Sticky: bounds that every predicted state violates after the first step -> only step 1's reward counts
+    # (the step on which it falls earns no velocity), so every return is 0 - 0.
+    task_fall = MovingForwardTask(names.index('vx'), alive_bonus=1.0, termination=[(z, 1e8, 1e9)])
+    r_fall, _ = MLPRollout(model, 'float32').rollout(model, task_fall, state, actions)
+    ref_fall, _ = _reference(model, task_fall, state, actions)
+    torch.testing.assert_close(r_fall, ref_fall)
+    assert torch.all(r_fall == 0)
+    # A NaN weight makes every prediction non-finite: every return is -inf, never NaN.
+    with torch.no_grad():
+        model.layers[0].weight[0, 0, 0] = float('nan')
+    r_nan, _ = MLPRollout(model, 'float32').rollout(model, task, state, actions)
+    assert torch.all(r_nan == -math.inf)
+
+
+def test_long_path_costs_a_window_not_the_whole_path():
+    """A 1000-waypoint path (the 4-waypoint one resampled every ~2 mm) gives the same rewards, and the reward
+    only ever looks at the segments of its search window."""
+    corners = np.array([[0.0, 0.0], [0.8, 0.0], [0.8, 0.8], [1.6, 0.8]])
+    dense = np.concatenate([np.linspace(corners[i], corners[i + 1], 334, endpoint=False) for i in range(3)]
+                           + [corners[-1:]])
+    assert len(dense) == 1003
+    spec, model = _model(1)
+    state = _state(spec)
+    state[:3] = torch.tensor([0.0, 0.0, 0.0])
+    actions = torch.rand(200, 6, spec.action_dim, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    out = []
+    for pts in (corners, dense):
+        task = TrajectoryFollowingTask(WaypointPath(pts), lookahead_m=0.5)
+        task.update(state.numpy())
+        assert len(task._window[0]) <= 0.5 / 0.0024 + 3          # segments within 0.5 m of path, not 1002
+        out.append(MLPRollout(model, 'float32').rollout(model, task, state, actions)[0])
+    torch.testing.assert_close(out[0], out[1], rtol=1e-4, atol=1e-4)
+
+
+def test_settings_are_checked():
+    assert resolve_device('cpu') == torch.device('cpu')
+    assert resolve_device('auto').type in ('cpu', 'cuda')
+    with pytest.raises(ValueError, match='device must be one of'):
+        resolve_device('tpu')
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match='no CUDA device'):
+            resolve_device('cuda')
+    assert resolve_precision('bfloat16') == torch.bfloat16
+    with pytest.raises(ValueError, match='precision must be one of'):
+        resolve_precision('float16')
+
+
+def test_planners_take_a_device_setting():
+    """device cpu | auto | cuda: 'auto' on a machine without CUDA plans on the CPU, with the same actions as
+    'cpu'; 'cuda' without a CUDA device is refused with the reason."""
+    spec, model = _model(1)
+    task = TrajectoryFollowingTask(WaypointPath([[0, 0], [1.0, 0.0]]))
+    state = _state(spec).numpy()
+    task.update(state)
+    plans = [make_planner(name, spec.action_dim, 5, 64, seed=0, device=dev).plan(model, task, state).actions
+             for name in ('random_shooting', 'icem') for dev in ('cpu', 'auto')]
+    if not torch.cuda.is_available():
+        np.testing.assert_array_equal(plans[0], plans[1])
+        np.testing.assert_array_equal(plans[2], plans[3])
+        with pytest.raises(ValueError, match='no CUDA device'):
+            make_planner('cem', spec.action_dim, 5, 64, device='cuda')
+
+
+def test_training_takes_a_device_setting():
+    """TrainConfig.device: 'auto' trains where it can and returns a cpu model; the same seed gives the same
+    weights as 'cpu' on a machine without CUDA."""
+    spec = get_agent('hexapod')
+    rng = np.random.default_rng(0)
+    trajs = []
+    for _ in range(3):
+        T = 40
+        states = np.zeros((T + 1, spec.state_dim))
+        states[:, 3:] = rng.normal(0, 0.1, (T + 1, spec.state_dim - 3))
+        states[:, :2] = np.cumsum(rng.normal(0, 0.01, (T + 1, 2)), 0)
+        trajs.append(SimpleNamespace(states=states, actions=rng.uniform(-1, 1, (T, 2)).astype(np.float32),
+                                     state_names=spec.state_names, action_names=spec.action_names))
+    out = []
+    for dev in ('cpu', 'auto'):
+        cfg = TrainConfig(hidden_sizes=(32,), epochs=2, batch_size=32, device=dev, threads=1)
+        model, metrics = train_dynamics(trajs[:2], trajs[2:], cfg, progress=False)
+        assert model.in_mean.device.type == 'cpu' and metrics['epochs'] == 2
+        out.append(model.layers[0].weight.detach().clone())
+    if not torch.cuda.is_available():
+        torch.testing.assert_close(out[0], out[1], rtol=0, atol=0)
+        with pytest.raises(ValueError, match='no CUDA device'):
+            train_dynamics(trajs[:2], trajs[2:], TrainConfig(hidden_sizes=(32,), epochs=1, device='cuda'),
+                           progress=False)
+
+
+def test_coloured_noise_and_icem_budget():
+    """iCEM's noise is correlated along the horizon for exponent 2 and white for 0; its populations shrink by
+    the decay and, with the kept elites and the mean, stay within num_samples."""
+    g = torch.Generator().manual_seed(0)
+    x = coloured_noise(4000, 10, 2, 2.0, g)
+    w = coloured_noise(4000, 10, 2, 0.0, g)
+    corr = lambda n: float(np.corrcoef(n[:, :-1, 0].flatten(), n[:, 1:, 0].flatten())[0, 1])  # noqa: E731
+    assert corr(x) > 0.5 and abs(corr(w)) < 0.05
+    assert x.shape == (4000, 10, 2)
+    for K in (50, 200, 1000):
+        p = make_planner('icem', 2, 10, K, seed=0)
+        pops = p.populations
+        assert all(a >= b for a, b in zip(pops, pops[1:])) and pops[0] > pops[-1]
+        assert sum(pops) + p.n_keep * (p.iterations - 1) + 1 <= K
