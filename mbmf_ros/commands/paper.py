@@ -95,6 +95,11 @@ def run_unit(unit: str, work: Path, profile: str) -> None:
         if (out / 'evaluation.json').is_file():
             return
         rollouts = int(name) * HEXAPOD_STEPS_PER_MINUTE // 200
+        same = work / 'terrain_carpet' / 'evaluation_on_carpet.json'
+        if rollouts == 60 and same.is_file():     # 10 minutes on carpet: the same data, model and evaluation
+            out.mkdir(parents=True, exist_ok=True)
+            (out / 'evaluation.json').write_text(same.read_text())
+            return
         settings = _hexapod_settings(profile, [f'random_rollouts={rollouts}'])
         summary = run_mbrl('hexapod', 'follow', out, settings, terrain='carpet', log=_log)
         result = evaluate('hexapod', str(out / summary['final_model']), 'follow', settings, terrain='carpet',

@@ -22,6 +22,8 @@ def add_arguments(parser):
                         help='seconds to wait for the end of the path with --wait (default 300)')
     parser.add_argument('--connect-timeout', type=float, default=30.0,
                         help='seconds to wait for the waypoint_manager and its answer (default 30)')
+    parser.add_argument('--report', help='with --wait: write the tracking figures of this path (JSON: mean and '
+                                         'max cross-track, completion, wall time) as the waypoint_manager saw them')
 
 
 def run(args) -> int:
@@ -49,6 +51,11 @@ def run(args) -> int:
     executor.add_node(node)
     statuses: list = []
     node.create_subscription(TrackingStatus, T.TRACKING, statuses.append, CONTROL)
+    solve_times: list = []           # --report: the planner's time per plan (MpcStatus), seconds
+    if args.report:
+        from mbmf_ros.msg import MpcStatus
+        node.create_subscription(MpcStatus, T.MPC_STATUS,
+                                 lambda m: solve_times.append(m.solve_time_s) if m.active else None, CONTROL)
     pub = node.create_publisher(PathMsg, T.WAYPOINTS, CONTROL)
 
     def spin_until(predicate, seconds: float) -> bool:
@@ -90,11 +97,36 @@ def run(args) -> int:
         print(f'{args.path}: accepted, {len(points)} waypoints, {path_length(points):.2f} m')
         if not args.wait:
             return 0
-        return _watch(answers, replaced, answered, spin_until, args.timeout)
+        t0 = time.monotonic()
+        solve_times.clear()
+        code = _watch(answers, replaced, answered, spin_until, args.timeout)
+        if args.report:
+            _write_report(args.report, args.path, answers, time.monotonic() - t0, code, solve_times)
+        return code
     finally:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def _write_report(out: str, path_file: str, answers: list, wall_s: float, code: int, solve_times: list) -> None:
+    """Tracking figures of one path from its TrackingStatus messages (one per state the waypoint_manager got:
+    cross-track error to the active segment, progress along the path, as `mbmf-ros follow` measures them)."""
+    import json
+    from pathlib import Path
+    tracked = [s for s in answers if s.valid]
+    cross = [s.cross_track_error for s in tracked]
+    report = {'path_file': str(path_file), 'done': bool(tracked and tracked[-1].done), 'exit_code': code,
+              'completion': float(min(1.0, tracked[-1].progress)) if tracked else 0.0,
+              'mean_cross_track_m': sum(cross) / len(cross) if cross else float('nan'),
+              'max_cross_track_m': max(cross) if cross else float('nan'),
+              'path_length_m': float(tracked[-1].path_length_m) if tracked else 0.0,
+              'states_seen': len(tracked), 'wall_time_s': wall_s,
+              'mean_solve_time_s': sum(solve_times) / len(solve_times) if solve_times else float('nan'),
+              'max_solve_time_s': max(solve_times) if solve_times else float('nan'),
+              'last_message': answers[-1].message if answers else ''}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=2))
 
 
 def _watch(answers: list, replaced: list, answered, spin_until, timeout: float) -> int:
@@ -103,6 +135,7 @@ def _watch(answers: list, replaced: list, answered, spin_until, timeout: float) 
     columns = (TextColumn('following'), BarColumn(), TextColumn('{task.percentage:>3.0f}%'),
                TextColumn('cross-track {task.fields[cte]:5.1f} cm, segment {task.fields[seg]}'), TimeElapsedColumn())
     worst = 0.0
+    tenths = [0]       # without a terminal (a log file) the bar is not drawn: a line per tenth of the path instead
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task('path', total=1.0, cte=0.0, seg='-')
 
@@ -114,6 +147,9 @@ def _watch(answers: list, replaced: list, answered, spin_until, timeout: float) 
                 worst = max(worst, s.cross_track_error)
                 bar.update(task, completed=s.progress, cte=s.cross_track_error * 100,
                            seg=f'{s.segment + 1}/{s.num_segments}')
+                if not bar.console.is_terminal and s.valid and int(s.progress * 10) > tenths[0]:
+                    tenths[0] = int(s.progress * 10)
+                    print(f'progress {s.progress:.2f}, cross-track {s.cross_track_error * 100:.1f} cm', flush=True)
             return bool(replaced) or answers[-1].done or not answers[-1].valid
 
         finished = spin_until(done, timeout)

@@ -12,9 +12,12 @@ Publishes
   /mbmf/action (mbmf_ros/ActionCommand, source 'mpc' or 'zero'), /mbmf/mpc_status (mbmf_ros/MpcStatus, one
   per answered state), /mbmf/predicted_path (nav_msgs/Path, frame odom: the chosen plan's predicted poses).
 A zero action is sent, with the reason in MpcStatus, when: there is no model, no reference (trajectory
-following), the state is stale (older than stale_after_periods control periods by the node clock, the
+following; with drop_path_on_robot_stop, the workstation part of a split graph, a state flagged
+'watchdog_stop' by the bridge drops the reference: the robot waits for a new path instead of resuming an old
+plan), the state is stale (older than stale_after_periods control periods by the node clock, the
 /clock with use_sim_time), it is flagged invalid (a stale or missing sensor such as the motion-capture pose;
-parameter stop_on_invalid, true on a robot), its layout is not the agent's, it has non-finite values, or the path is done.
+parameter stop_on_invalid, true on a robot), its layout is not the agent's, it has non-finite values, or the
+path is done.
 Parameters
   agent (hexapod), task (trajectory_following | moving_forward), planner (random_shooting | cem | mppi | icem),
   num_samples K and horizon H (0: the agent's defaults, paper appendix A.3); precision, device and the iCEM
@@ -23,9 +26,10 @@ Parameters
   hexapod at corners sharper than 90 degrees and on zig-zags), lookahead_m (0.5, m of path ahead
   searched for the closest segment; <= 0: all), clamp_progress (true), seed (0; -1: random), model_path
   ('' : wait for /mbmf/model), stale_after_periods (2.0), num_threads (0: torch's default), world_frames
-  ([odom, world, map]), wait_for_reference (false; true: in lock-step, a state that comes before any reference
-  is answered only once one arrives, so a run does not depend on which of the two reaches the planner first),
-  latest_state_only (false; true on a robot: keep only the newest state when planning falls behind).
+  ([odom, world, map]), drop_path_on_robot_stop (false), wait_for_reference (false; true: in lock-step, a state
+  that comes before any reference is answered only once one arrives, so a run does not depend on which of the
+  two reaches the planner first), latest_state_only (false; true on a robot: keep only the newest state when
+  planning falls behind). The /mbmf/state subscription takes ROS 2 QoS overrides (config/realtime_qos.yaml).
 """
 from __future__ import annotations
 
@@ -41,7 +45,8 @@ from rclpy.node import Node
 from mbmf_ros import topics as T
 from mbmf_ros.core.waypoints import DEFAULT_WORLD_FRAMES, PathError, WaypointPath
 from mbmf_ros.msg import ActionCommand, AgentState, ModelInfo, MpcStatus
-from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, LATEST, run_node, stamp_to_sec
+from mbmf_ros.nodes.common import (CONTROL, HISTORY, LATCHED, LATEST, WATCHDOG_FLAG, overridable, run_node,
+                                   stamp_to_sec)
 from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
 
@@ -69,6 +74,8 @@ class MpcPlanner(Node):
         self.latest_state_only = bool(p('latest_state_only', False))
         # lock-step: hold the answer to a state until a reference arrives (the simulated robot waits with it)
         self.wait_for_reference = bool(p('wait_for_reference', False))
+        # split graph: a state flagged 'watchdog_stop' drops the path (the workstation or the link was gone)
+        self.drop_path_on_robot_stop = bool(p('drop_path_on_robot_stop', False))
         num_threads = int(p('num_threads', 0))
         self.world_frames = tuple(p('world_frames', list(DEFAULT_WORLD_FRAMES)))
         try:
@@ -111,6 +118,7 @@ class MpcPlanner(Node):
         self._loaders: list[threading.Thread] = []
         self.episode = None
         self.answered = 0
+        self.robot_stopped = False       # the last state carried the bridge's watchdog flag
 
         self.pub_action = self.create_publisher(ActionCommand, T.ACTION, HISTORY)
         self.pub_status = self.create_publisher(MpcStatus, T.MPC_STATUS, CONTROL)
@@ -128,7 +136,8 @@ class MpcPlanner(Node):
             self.get_logger().info(f'model {model_path} loaded')
         # latest_state_only (a robot in real time): a plan slower than the control period answers the newest state
         # rather than a backlog of states that are all stale by then
-        self.create_subscription(AgentState, T.STATE, self.on_state, LATEST if self.latest_state_only else CONTROL)
+        self.create_subscription(AgentState, T.STATE, self.on_state,
+                                 **overridable(LATEST if self.latest_state_only else CONTROL))
         self.create_subscription(Path, T.REFERENCE, self.on_reference, LATCHED)
         self.create_subscription(ModelInfo, T.MODEL, self.on_model, LATCHED)
         self.get_logger().info(
@@ -219,6 +228,7 @@ class MpcPlanner(Node):
     def on_state(self, msg: AgentState) -> None:
         if msg.terminal:
             return          # the last state of an episode is answered by no action (lock-step contract)
+        self._watch_robot_stop(msg)
         if self.wait_for_reference and self.follows_path and not self.has_reference:
             if self.held_state is None:
                 self.get_logger().info(f'holding step {msg.step} of episode {msg.episode} until a reference '
@@ -271,6 +281,20 @@ class MpcPlanner(Node):
         for pose, yaw in zip(path.poses, pred[:, 2]):     # the predicted heading, not the segment direction
             pose.pose.orientation.z, pose.pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
         self.pub_path.publish(path)
+
+    def _watch_robot_stop(self, msg: AgentState) -> None:
+        """The robot's watchdog stopped it (no action reached it in time: this planner or the link was gone).
+        The path in hand is an old plan by now: drop it, so the robot waits for a new one."""
+        stopped = WATCHDOG_FLAG in msg.flags
+        if (self.drop_path_on_robot_stop and stopped and not self.robot_stopped and self.follows_path
+                and self.has_reference):
+            self.task.set_path(None)
+            self.planner.reset()
+            self.has_reference = False
+            self.reference_reason = "no reference (dropped: the robot's watchdog stopped it; send a new path)"
+            self.get_logger().warning(f'step {msg.step}: the robot says its watchdog stopped it; dropping the '
+                                      'path, zero actions until a new one arrives')
+        self.robot_stopped = stopped
 
     def _check(self, msg: AgentState):
         """(reason for a zero action or None, state (S,) float32 or None)."""
