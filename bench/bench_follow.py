@@ -102,6 +102,8 @@ def main() -> int:
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--agreement-samples', type=int, default=500, help='K of the bfloat16 comparison')
     ap.add_argument('--parts', nargs='+', default=['sweep', 'agreement'], choices=['sweep', 'agreement'])
+    ap.add_argument('--agreement-planners', nargs='+', default=list(PLANNERS), choices=list(PLANNERS))
+    ap.add_argument('--paths', nargs='+', help='only these paths (names in config/paths/ or corner_127deg)')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec = get_agent('hexapod')
@@ -112,6 +114,11 @@ def main() -> int:
     if args.quick:
         paths = {k: paths[k] for k in ('u_turn', 'corner_127deg')}
         args.samples = [100, 500]
+    if args.paths:
+        unknown = sorted(set(args.paths) - set(paths))
+        if unknown:
+            raise SystemExit(f'bench_follow: unknown paths {unknown}; expected some of {sorted(paths)}')
+        paths = {k: paths[k] for k in args.paths}
     H = args.horizon
     print('## Tracking against compute (hexapod, shipped model, simulated)\n')
     print(header_lines())
@@ -165,7 +172,7 @@ def agreement(args, model, paths, results, spec, bl, t0):
     print('\n### bfloat16 against float32 over real follow runs\n')
     K = args.agreement_samples
     rows = []
-    for name in args.planners:
+    for name in args.agreement_planners:
         for seed in args.seeds:
             twins = []
             for pname, pts in paths.items():

@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import header_lines, interleaved, measure_peaks, mlp_flops, model_dims, table  # noqa: E402
+from common import (add_clock_argument, header_lines, interleaved, measure_peaks, mlp_flops,  # noqa: E402
+                    model_dims, set_clock, table)
 
 from mbmf_ros.core.agents import get_agent  # noqa: E402
 from mbmf_ros.core.planners import make_planner  # noqa: E402
@@ -108,10 +109,12 @@ def main() -> int:
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--configs', nargs='+', default=['1000x10', '5000x5'], help='K x H pairs')
     ap.add_argument('--repeats', type=int, default=10)
+    add_clock_argument(ap)
     args = ap.parse_args()
     if args.quick:
         args.repeats = 3
     torch.set_num_threads(args.threads)
+    set_clock(args.clock)
     spec = get_agent('hexapod')
     model, _ = load_checkpoint(resolve_path(default_model_path('hexapod')), agent='hexapod')
     model.eval()

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import header_lines, interleaved, measure_peaks, mlp_flops, model_dims, table  # noqa: E402
+from common import (add_clock_argument, header_lines, interleaved, measure_peaks, mlp_flops,  # noqa: E402
+                    model_dims, set_clock, table)
 
 from mbmf_ros.core.agents import get_agent  # noqa: E402
 from mbmf_ros.core.dynamics import DynamicsModel  # noqa: E402
@@ -78,6 +79,28 @@ def agent_setup(agent: str, members: int = 1, device='cpu'):
     return spec, model.eval().to(device), task, state
 
 
+def matmuls_only(model, rows: int, precision: str, chunk: int = 1024):
+    """The floor of a rollout: the MLP's three matmuls (bias and ReLU in place) over ``rows`` rows in chunks,
+    nothing else. What a plan takes beyond it is sampling, the state update, the reward and bookkeeping (all
+    that torch.compile could fuse)."""
+    dt = torch.float32 if precision == 'float32' else torch.bfloat16
+    ws = [layer.weight.detach()[0].to(dt) for layer in model.layers]
+    bs = [layer.bias.detach()[0, 0].to(dt) for layer in model.layers]
+    x = torch.randn(chunk, ws[0].shape[0]).to(dt)
+    hs = [torch.empty(chunk, w.shape[1], dtype=dt) for w in ws]
+
+    def run():
+        for r0 in range(0, rows, chunk):
+            n = min(chunk, rows - r0)
+            h = x[:n]
+            for i, (w, b) in enumerate(zip(ws, bs)):
+                torch.addmm(b, h, w, out=hs[i][:n])
+                h = hs[i][:n]
+                if i < len(ws) - 1:
+                    h.relu_()
+    return run
+
+
 def speed_table(configs, repeats, peaks):
     rows = []
     for agent, K, H in configs:
@@ -89,6 +112,8 @@ def speed_table(configs, repeats, peaks):
         for prec in ('float32', 'bfloat16'):
             p = make_planner('random_shooting', spec.action_dim, H, K, seed=0, precision=prec)
             v[prec] = lambda p=p: p.plan(model, task, state)
+        for prec in ('float32', 'bfloat16'):
+            v[f'{prec}: its matmuls alone'] = matmuls_only(model, K * H, prec)
         res = interleaved(v, repeats)
         flops = mlp_flops(model_dims(model), K * H)
         period_ms = spec.dt * 1e3
@@ -169,11 +194,13 @@ def main() -> int:
     ap.add_argument('--quick', action='store_true', help='hexapod only, few repeats')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--repeats', type=int, default=10)
+    add_clock_argument(ap)
     args = ap.parse_args()
     configs = AGENT_CONFIGS
     if args.quick:
         args.repeats, configs = 3, AGENT_CONFIGS[:2]
     torch.set_num_threads(args.threads)
+    set_clock(args.clock)
     peaks = measure_peaks()
     print('## Planning speed against the machine\'s ceiling\n')
     print(header_lines(peaks))

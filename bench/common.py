@@ -19,6 +19,22 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# The clock of every timing: wall time (the truth on a quiet machine), or with --clock cpu this process's CPU time
+# (for one thread on a machine that other work loads: the time the work itself took while it had a core).
+CLOCK = {'name': 'wall', 'fn': time.perf_counter}
+
+
+def set_clock(name: str) -> None:
+    if name not in ('wall', 'cpu'):
+        raise ValueError(f'clock must be wall or cpu, found {name!r}')
+    if name == 'cpu' and torch.get_num_threads() != 1:
+        raise ValueError('--clock cpu needs --threads 1 (threads waiting on each other burn CPU time too)')
+    CLOCK.update(name=name, fn=time.perf_counter if name == 'wall' else time.process_time)
+
+
+def add_clock_argument(ap) -> None:
+    ap.add_argument('--clock', default='wall', choices=['wall', 'cpu'],
+                    help='wall time (default), or CPU time of this process with --threads 1 on a loaded machine')
 
 
 def machine_info() -> dict:
@@ -46,11 +62,12 @@ def machine_info() -> dict:
 def _best_rate(fn, flops: float, seconds: float = 0.4, min_calls: int = 3) -> float:
     """Best GFLOP/s of repeated calls of ``fn`` over about ``seconds``."""
     fn()
+    clock = CLOCK['fn']
     best, t_end, calls = 0.0, time.perf_counter() + seconds, 0
     while calls < min_calls or time.perf_counter() < t_end:
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        best = max(best, flops / (time.perf_counter() - t0) / 1e9)
+        best = max(best, flops / max(clock() - t0, 1e-9) / 1e9)
         calls += 1
     return best
 
@@ -95,11 +112,12 @@ def interleaved(variants: dict, repeats: int, warmup: int = 1) -> dict:
         for _ in range(warmup):
             fn()
     times = {k: [] for k in variants}
+    clock = CLOCK['fn']
     for _ in range(repeats):
         for k, fn in variants.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(max(clock() - t0, 1e-9))
     return {k: {'best': min(v), 'median': statistics.median(v), 'times': v} for k, v in times.items()}
 
 
@@ -116,7 +134,7 @@ def header_lines(peaks: dict | None = None) -> str:
     """Machine, threads, load, commit (and the ceiling measured in this run) as markdown bullet lines."""
     m = machine_info()
     lines = [f"- machine: {m['cpu']}, {m['logical_cpus']} logical CPUs; torch {m['torch']}, "
-             f"{m['threads']} thread(s)",
+             f"{m['threads']} thread(s); clock: {CLOCK['name']} time",
              f"- load average at the start (1/5/15 min): {m['load'][0]:.2f} / {m['load'][1]:.2f} / "
              f"{m['load'][2]:.2f}",
              f"- commit: {m['commit']}"]

@@ -20,12 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_info  # noqa: E402
 
+CLOCKED = ('bench_planners.py', 'bench_peers.py')
 MARK = '<!-- section: '
 PEERS_PY = REPO / '.venv-peers' / 'bin' / 'python'
 BENCHES = [  # (script, python, arguments of a full run)
-    ('bench_planners.py', sys.executable, ['--repeats', '15']),
-    ('bench_peers.py', str(PEERS_PY), ['--repeats', '8']),
-    ('bench_follow.py', sys.executable, ['--seeds', '0']),
+    ('bench_planners.py', sys.executable, ['--repeats', '7']),
+    ('bench_peers.py', str(PEERS_PY), ['--repeats', '5']),
+    ('bench_follow.py', sys.executable, ['--seeds', '0', '--paths', 'left_turn', 'u_turn', 'corner_127deg',
+                                         '--agreement-planners', 'random_shooting', 'mppi']),
     ('bench_training.py', sys.executable, []),
     ('bench_lockstep.py', sys.executable, []),
 ]
@@ -34,24 +36,26 @@ BENCHES = [  # (script, python, arguments of a full run)
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--quick', action='store_true', help='every benchmark with --quick')
-    ap.add_argument('--only', nargs='+', help='run only these scripts; the other sections of results.md are kept '
+    ap.add_argument('--only', nargs='*', help='run only these scripts; the other sections of results.md are kept '
                     'as they were (each section names the commit and load it was measured at)')
     ap.add_argument('--out', default=str(REPO / 'bench' / 'results.md'))
+    ap.add_argument('--import-sections', metavar='FILE',
+                    help='also take the sections of another results file written by this script (a run that went '
+                         'to another --out at the same time), each with its own commit and load lines')
+    ap.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
+                    help='cpu: the speed benchmarks time one thread by its CPU time (a machine that others load)')
     args = ap.parse_args()
     m = machine_info()
     started = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
-    command = 'bench/run_all.py' + (' --quick' if args.quick else '') + (
-        ' --only ' + ' '.join(args.only) if args.only else '')
+    command = ' '.join(['bench/run_all.py'] + sys.argv[1:])
     sections = {}
     out = Path(args.out)
-    if args.only and out.exists():           # keep the sections of the benchmarks not run now
-        for part in out.read_text().split(MARK)[1:]:
-            name, _, body = part.partition(' -->\n')
-            sections[name.strip()] = body.strip()
     for script, python, full_args in BENCHES:
-        if args.only and script not in args.only:
+        if args.only is not None and script not in args.only:
             continue
         cmd = [python, str(REPO / 'bench' / script)] + (['--quick'] if args.quick else full_args)
+        if args.clock == 'cpu' and script in CLOCKED:
+            cmd += ['--clock', 'cpu', '--threads', '1']
         print(f'== {script}: {" ".join(cmd[1:])}', flush=True)
         env = dict(os.environ, PYTHONPATH=str(REPO))
         if not Path(python).exists():
@@ -83,6 +87,14 @@ def main() -> int:
         'means other work shared them: absolute times are then slower, ratios taken in the same run hold better)',
         '',
     ]
+    fresh = set(sections)
+    # Keep the sections of the benchmarks not run now (read at the end: another run may have written meanwhile).
+    for path in [p for p in (out if args.only is not None else None, args.import_sections) if p]:
+        if Path(path).exists():
+            for part in Path(path).read_text().split(MARK)[1:]:
+                name, _, body = part.partition(' -->\n')
+                if name.strip() not in fresh:
+                    sections[name.strip()] = body.strip()
     order = [b[0] for b in BENCHES]
     body = '\n\n'.join(f'{MARK}{name} -->\n{sections[name]}' for name in order if name in sections)
     out.write_text('\n'.join(head) + '\n' + body + '\n')

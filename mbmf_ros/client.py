@@ -28,8 +28,8 @@ from typing import Callable
 import numpy as np
 
 # result() values, as nav2's TaskResult
-NONE, RUNNING, SUCCEEDED, REJECTED, CANCELED, REPLACED = ('none', 'running', 'succeeded', 'rejected', 'canceled',
-                                                          'replaced')
+NONE, RUNNING, SUCCEEDED, REJECTED, CANCELED, REPLACED, ABORTED = (
+    'none', 'running', 'succeeded', 'rejected', 'canceled', 'replaced', 'aborted')
 
 
 @dataclass
@@ -96,6 +96,8 @@ class FollowClient:
         while not predicate():
             if deadline is not None and time.monotonic() > deadline:
                 return False
+            if not self.context.ok():     # Ctrl-C reached rclpy's handler: stop waiting
+                raise KeyboardInterrupt('the ROS context was shut down')
             self.executor.spin_once(timeout_sec=0.05)
             self._sort()
         return True
@@ -167,7 +169,8 @@ class FollowClient:
                                   'the cancel')
 
     def result(self) -> str:
-        """none | running | succeeded | rejected | canceled | replaced (another client's newer path)."""
+        """none | running | succeeded | rejected | canceled | replaced (another client's newer path) | aborted (the
+        waypoint_manager dropped it: status().tracking.message says why)."""
         if self._mine is None:
             return NONE
         if self._canceling:
@@ -178,6 +181,8 @@ class FollowClient:
             return SUCCEEDED
         if self._replaced:
             return REPLACED
+        if self._answers and not self._answers[-1].valid and any(s.valid for s in self._answers):
+            return ABORTED       # the waypoint_manager dropped it (e.g. the robot's watchdog stopped the robot)
         return RUNNING
 
     def is_done(self) -> bool:

@@ -147,7 +147,7 @@ def emulator_link_path(out_dir: str = '') -> str:
 
 
 def _robot_nodes(agent: str, robot: str, port: str, emulator_config: str, bridge: dict,
-                 unplug_s: float = 2.0) -> list:
+                 unplug_s: float = 2.0, extra_parameters: list | None = None) -> list:
     """hardware_bridge on `port` (config/hardware_bridge.yaml + `bridge`), and for robot 'emulator' the emulated
     robot whose pty `port` names (a symlink it keeps current; the bridge opens it once it exists)."""
     if robot not in ('emulator', 'serial'):
@@ -163,7 +163,7 @@ def _robot_nodes(agent: str, robot: str, port: str, emulator_config: str, bridge
             'unplug_s': unplug_s}]))
         bridge = {'reset_service': '/emulator/reset', **bridge}
     nodes.append(NodeDesc('hardware_bridge', 'hardware_bridge', parameters=[
-        '{config}/hardware_bridge.yaml', {'agent': agent, 'port': port, **bridge}]))
+        '{config}/hardware_bridge.yaml', {'agent': agent, 'port': port, **bridge}] + (extra_parameters or [])))
     return nodes
 
 
@@ -233,10 +233,21 @@ def default_policy_path(agent: str) -> str:
     return f'{{config}}/models/{agent}_follow_policy.pt'
 
 
+PARTS = ('all', 'robot', 'offboard')
+REALTIME_QOS = '{config}/realtime_qos.yaml'
+
+
 def _follow_nodes(args: dict) -> list:
     """Bridge -> state_estimator -> mpc_planner (or a baseline actor) -> bridge, with the waypoint_manager
-    turning /waypoints into the reference. Simulated time in simulation."""
-    agent, sim, controller = args['agent'], as_bool(args['sim']), args['controller']
+    turning /waypoints into the reference. Simulated time in simulation.
+
+    part:=robot is what runs on (or next to) the robot: the bridge and the state estimator, and with
+    controller:=policy the policy_controller (a 2x64 MLP: small enough for the robot's computer, and it keeps
+    following when the link is down); part:=offboard is the rest, on a workstation: waypoint manager, planner
+    (or baseline), recorder (record:=DIR) and trainer (trainer:=true). part:=all is both on one host."""
+    agent, sim, controller, part = args['agent'], as_bool(args['sim']), args['controller'], args['part']
+    if part not in PARTS:
+        raise ValueError(f"follow: part must be one of {', '.join(PARTS)}, found {part!r}")
     if controller not in ('mpc', 'policy', 'zero', 'random'):
         raise ValueError(f"follow: controller must be mpc, policy, zero or random, found {controller!r}")
     if args['mode'] not in ('realtime', 'lockstep'):
@@ -246,6 +257,11 @@ def _follow_nodes(args: dict) -> list:
     if args['planner'] and args['planner'] not in PLANNERS:
         raise ValueError(f"follow: planner must be one of {', '.join(PLANNERS)}, found {args['planner']!r}")
     seed, sim_time = int(args['seed']), {'use_sim_time': True} if sim else {}
+    # Across a link, a robot stopped by its watchdog lost its workstation: the path in hand is an old plan.
+    split = part != 'all'
+    # Real time (a real robot always is): the control loop keeps only the newest state and action
+    # (config/realtime_qos.yaml).
+    qos = [REALTIME_QOS] if args['mode'] == 'realtime' or not sim else []
     model = args['model'] or default_model_path(agent)
     files = parameter_files(agent, args['params_file'])
     if controller == 'mpc':
@@ -256,23 +272,30 @@ def _follow_nodes(args: dict) -> list:
         actor = NodeDesc('mpc_planner', 'mpc_planner', parameters=files + [{
             **sim_time, 'agent': agent, **given,
             'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['num_threads']),
-            'wait_for_reference': sim and args['mode'] == 'lockstep', 'latest_state_only': not sim}])
+            'wait_for_reference': sim and args['mode'] == 'lockstep', 'latest_state_only': not sim,
+            'stop_on_invalid': not sim, 'drop_path_on_robot_stop': split,
+            'delay_compensation': not sim and as_bool(args['delay_compensation'])}] + qos)
     elif controller == 'policy':
         # the distilled follower: same topics and safety as mpc_planner, a 2x64 MLP instead of K x H predictions
         actor = NodeDesc('policy_controller', 'policy_controller', parameters=files + [{
             **sim_time, 'agent': agent, 'policy_path': resolve_path(args['policy'] or default_policy_path(agent)),
-            'num_threads': int(args['num_threads']), 'wait_for_reference': sim and args['mode'] == 'lockstep'}])
+            'num_threads': int(args['num_threads']), 'wait_for_reference': sim and args['mode'] == 'lockstep'}]
+            + qos)
     else:
         actor = NodeDesc('baseline_actor', 'random_actor', parameters=files + [{
-            'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}])
+            'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}] + qos)
     # Recording the robot while it follows gives on-policy data (the paper's D_rl) for the next model.
     recorder = [NodeDesc('recorder', 'recorder', required=False, parameters=files + [{
         'output_dir': resolve_path(args['record']), 'split_by_episode': True}])] if args['record'] else []
+    trainer = [NodeDesc('dynamics_trainer', 'dynamics_trainer', required=False, parameters=[{
+        'agent': agent}])] if as_bool(args['trainer']) else []
+    timeout = float(args['action_timeout_s'])      # 0: the bridge's own default
     if sim:
         robot_nodes = [NodeDesc('mujoco_bridge', 'mujoco_bridge', parameters=files + [{
             'agent': agent, 'mode': args['mode'], 'seed': seed, 'max_episode_steps': int(args['max_steps']),
             'max_episodes': 1, 'min_state_subscribers': int(args['min_state_subscribers']),
-            'wait_for_reset': as_bool(args['wait_for_reset'])}])]
+            'wait_for_reset': as_bool(args['wait_for_reset']),
+            **({'action_timeout_s': timeout} if timeout > 0 else {})}] + qos)]
         estimator = {'agent': agent}
     else:
         # the robot runs in real time whatever `mode` says; an episode starts at once or on /mbmf/reset
@@ -280,14 +303,18 @@ def _follow_nodes(args: dict) -> list:
         robot_nodes = _robot_nodes(agent, robot, args['port'], args['emulator_config'], {
             'max_episode_steps': max(max_steps, 0), 'max_episodes': 1 if max_steps > 0 else 0,
             'min_state_subscribers': int(args['min_state_subscribers']),
-            'wait_for_reset': as_bool(args['wait_for_reset'])}, unplug_s=float(args['unplug_s']))
+            'wait_for_reset': as_bool(args['wait_for_reset']),
+            **({'command_timeout_s': timeout} if timeout > 0 else {})}, unplug_s=float(args['unplug_s']),
+            extra_parameters=qos)
         estimator = {'agent': agent, 'sensor_sync': 'latest'}
-    return recorder + robot_nodes + [
-        NodeDesc('state_estimator', 'state_estimator', parameters=files + [estimator]),
-        NodeDesc('waypoint_manager', 'waypoint_manager', parameters=files + [{
-            **sim_time, 'agent': agent, 'relative_to_start': True}]),
-        actor,
-    ]
+    onboard = robot_nodes + [NodeDesc('state_estimator', 'state_estimator', parameters=files + [estimator] + qos)]
+    planning = [NodeDesc('waypoint_manager', 'waypoint_manager', parameters=files + [
+        {**sim_time, 'agent': agent, 'relative_to_start': True, 'drop_path_on_robot_stop': split}] + qos)]
+    # The policy is the robot's own controller; the planner and the baselines run where the planning runs.
+    (onboard if controller == 'policy' else planning).append(actor)
+    # The recorder starts first, so that it is listening before the first messages.
+    return {'robot': onboard, 'offboard': recorder + trainer + planning,
+            'all': recorder + trainer + onboard + planning}[part]
 
 
 register(GraphDesc(
@@ -301,6 +328,8 @@ register(GraphDesc(
                'emulator': ('false', 'sim:=false: start the emulated robot too (its pty becomes the port)'),
                'emulator_config': ('', 'YAML overriding config/emulator.yaml (faults, noise)'),
                'unplug_s': ('2.0', 'emulator: seconds the serial link stays away on /emulator/unplug'),
+               'delay_compensation': ('false', 'sim:=false: plan from the state rolled forward by its age plus a '
+                                               "plan's time under the last action (the model predicts it)"),
                'mode': ('realtime', 'realtime: the simulated robot runs at wall-clock pace and waits for paths; '
                                     'lockstep: one step per action (deterministic, for evaluation)'),
                'model': ('', "dynamics checkpoint ('' : the shipped config/models/<agent>.pt)"),
@@ -320,6 +349,14 @@ register(GraphDesc(
                'record': ('', "folder for rosbag2 bags of state, action and sensors ('': no recording); "
                               'train the next model on them with mbmf-ros train --rl-bags'),
                'min_state_subscribers': ('2', 'listeners of /mbmf/state the bridge waits for before it steps'),
-               'wait_for_reset': ('false', 'true: the first episode starts only when /mbmf/reset is called')},
+               'wait_for_reset': ('false', 'true: the first episode starts only when /mbmf/reset is called'),
+               'part': ('all', 'all: the whole graph on this host; robot: bridge, state estimator (and the policy '
+                               'with controller:=policy), on the robot; offboard: waypoint manager, planner, '
+                               'recorder, trainer, on a workstation'),
+               'trainer': ('false', 'true: add the dynamics_trainer (/mbmf/train; announces new models to the '
+                                    'planner)'),
+               'action_timeout_s': ('0', "the bridge's watchdog period in s (real time): no action for this long "
+                                         "and the robot stops (0: the bridge's default, 0.5 s simulated, "
+                                         'command_timeout_s of config/hardware_bridge.yaml on hardware)')},
     nodes=_follow_nodes,
 ))

@@ -16,7 +16,7 @@ from mbmf_ros.core.training import TrainConfig, split_by_trajectory, train_dynam
 from mbmf_ros.core.waypoints import PathError, ProgressTracker, WaypointPath
 
 torch.set_num_threads(1)
-PLANNERS = ['random_shooting', 'cem', 'mppi']
+PLANNERS = ['random_shooting', 'cem', 'mppi', 'icem']
 
 
 class Forward(Task):

@@ -106,6 +106,8 @@ def test_bridge_with_the_emulated_robot(robot, ros, procs):
     ros.spin_until(lambda: watch.bridge.get('commands_rejected') == str(len(bad) * 5), 5, 'the rejected count')
     ros.spin_until(lambda: setpoints(watch) == (0, 0), 5, 'zero setpoints after bad actions')
     assert int(watch.emulator['max_abs_setpoint']) == 19660        # nothing else ever reached the motors
+    print(f'\nbad actions: {len(bad) * 5} published, {watch.bridge["commands_rejected"]} rejected, motors '
+          f'{setpoints(watch)}, largest setpoint ever {watch.emulator["max_abs_setpoint"]} (= 0.6 x 32767)')
 
     # the bridge watchdog: actions stop -> zero commands within command_timeout_s (+ the line's delay)
     command_until([0.5, 0.5], lambda: setpoints(watch) == (16384, 16384), 5, 'moving again')
@@ -144,6 +146,8 @@ def test_bridge_with_the_emulated_robot(robot, ros, procs):
                           and setpoints(watch) == (13107, 13107), 10, 'the reconnect and commands again')
     from diagnostic_msgs.msg import DiagnosticStatus
     assert int(watch.bridge['link_losses']) >= 1 and watch.bridge_level == DiagnosticStatus.OK
+    print(f'unplug: the board stopped {watch.emulator["unplug_to_stop_ms"]} ms after the cable went (timeout '
+          f'200 ms), link down seen, reconnects {watch.bridge["reconnects"]}, commands flowing again')
     assert int(watch.emulator['disconnects']) == 1
 
 
@@ -194,6 +198,9 @@ def test_garbage_on_the_line_is_counted_and_never_reaches_the_motors(procs, ros,
     decoder = P.FrameDecoder()
     commands = [f.message for f in decoder.feed(bytes(written)) if f.type == P.MOTOR_COMMAND]
     assert decoder.counters.corrupt == 0 and len(commands) > 10 * GARBAGE_SECONDS
+    print(f'\ngarbage {GARBAGE_SECONDS:g} s: {sent_bytes} random bytes in, bridge frames_corrupt '
+          f'{watch.bridge["frames_corrupt"]}, commands_rejected {watch.bridge["commands_rejected"]}, '
+          f'{len(commands)} motor commands out, set {sorted({(c.left, c.right) for c in commands})}')
     allowed = {(9830, -9830), (0, 0)}
     assert {(c.left, c.right) for c in commands} <= allowed
     assert all(abs(c.left) <= 32767 and abs(c.right) <= 32767 for c in commands)

@@ -114,11 +114,12 @@ def test_follow_graph_runs_the_policy_controller_with_controller_policy():
     graph = get_graph('follow')
     nodes = graph.nodes(resolve_arguments(graph, {'controller': 'policy', 'mode': 'lockstep'}))
     (actor,) = [n for n in nodes if n.executable == 'policy_controller']
-    params = actor.parameters[-1]   # after the parameter files: the graph's own values
+    params = [p for p in actor.parameters if isinstance(p, dict)][0]   # after the parameter files: the graph's
     assert params['policy_path'] == str(config_dir() / 'models' / 'hexapod_follow_policy.pt')
     assert params['wait_for_reference'] is True and params['use_sim_time'] is True
     assert not any(n.executable == 'mpc_planner' for n in nodes)
     nodes = graph.nodes(resolve_arguments(graph, {'controller': 'policy', 'policy': '/x/p.pt'}))
-    assert [n for n in nodes if n.executable == 'policy_controller'][0].parameters[-1]['policy_path'] == '/x/p.pt'
+    (actor,) = [n for n in nodes if n.executable == 'policy_controller']
+    assert [p for p in actor.parameters if isinstance(p, dict)][0]['policy_path'] == '/x/p.pt'
     with pytest.raises(ValueError, match='controller must be mpc, policy, zero or random'):
         graph.nodes(resolve_arguments(graph, {'controller': 'ppo'}))

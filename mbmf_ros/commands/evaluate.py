@@ -47,7 +47,7 @@ def evaluate(agent: str, model_path: str, task: str, settings: dict, seeds: int 
                 ep = run_episode(agent, task, c, model=model if c == 'mpc' else None,
                                  steps=int(settings.get('eval_steps') or 0), seed=EVAL_SEED + s,
                                  num_samples=settings['num_samples'], horizon=settings['horizon'], terrain=terrain,
-                                 path_xy=pts)
+                                 path_xy=pts, planner=settings.get('planner', 'random_shooting'))
                 episodes.append({'seed': EVAL_SEED + s, 'path': name, 'return': ep.ret, 'steps': ep.steps,
                                  **ep.metrics})
         res = {'episodes': episodes, 'return': summarise([e['return'] for e in episodes]),

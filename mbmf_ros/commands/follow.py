@@ -46,7 +46,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
                horizon: int | None = None, seed: int = 0, max_steps: int = 0, timeout_s: float = 300.0,
                log=sys.stderr, quiet: bool = False, record: str = '', params_file: str = '', policy: str = '',
                robot: str = 'sim', port: str = '', emulator_config: str = '', unplug_at_step: int = 0,
-               unplug_s: float = 2.0) -> FollowRun:
+               unplug_s: float = 2.0, delay_compensation: bool = False) -> FollowRun:
     """Run the follow graph once over DDS and measure the executed trajectory against the path.
     planner, num_samples, horizon: None = the parameter files' (config/<agent>.yaml, then ``params_file``).
     robot: sim (lock-step MuJoCo), emulator or serial (real time through hardware_bridge on port)."""
@@ -78,7 +78,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
             raise ValueError('--robot serial needs --port DEVICE')
         arguments.update(sim='false', emulator=str(robot == 'emulator').lower(),
                          port=port or emulator_link_path(), emulator_config=emulator_config,
-                         unplug_s=str(unplug_s))
+                         unplug_s=str(unplug_s), delay_compensation=str(delay_compensation).lower())
     settings = effective_parameters('follow', arguments)     # what the nodes run with: the report records it
     client = FollowClient(f'follow_{os.getpid()}')
     node = client.node
@@ -267,6 +267,9 @@ def add_arguments(parser):
     parser.add_argument('--unplug-at-step', type=int, default=0,
                         help='emulator: pull the serial link at this step (a safety drill; 0: never)')
     parser.add_argument('--unplug-s', type=float, default=2.0, help='how long the link stays unplugged')
+    parser.add_argument('--delay-compensation', action='store_true',
+                        help='robot: plan from the state rolled forward by its age plus a plan\'s time under the '
+                             'last action (for a planner slower than the control period)')
 
 
 def run(args) -> int:
@@ -279,6 +282,7 @@ def run(args) -> int:
                             seed=args.seed, max_steps=args.max_steps, timeout_s=args.timeout,
                             record=os.path.abspath(args.record) if args.record else '', robot=args.robot,
                             port=args.port, unplug_at_step=args.unplug_at_step, unplug_s=args.unplug_s,
+                            delay_compensation=args.delay_compensation,
                             emulator_config=os.path.abspath(args.emulator_config) if args.emulator_config else '',
                             params_file=args.params_file)
     except (ValueError, TimeoutError, RuntimeError) as e:

@@ -186,7 +186,8 @@ def run_mbrl(agent: str, task: str, out, settings: dict, terrain: str | None = N
                 kw['path_xy'] = list(path_list.values())[j % len(path_list)]
             ep = run_episode(agent, task, 'mpc', model=model, steps=settings.get('rollout_steps') or 0,
                              seed=seed + RL_SEED + 1000 * i + j, num_samples=settings['num_samples'],
-                             horizon=settings['horizon'], terrain=terrain, **kw)
+                             horizon=settings['horizon'], terrain=terrain,
+                             planner=settings.get('planner', 'random_shooting'), **kw)
             _write_episode(folder, j, ep, 'mpc')
             log(f'iteration {i}: MPC rollout {j + 1}/{settings["rollouts_per_iteration"]} of model {i - 1}: return '
                 f'{ep.ret:.1f} in {ep.steps} steps ({time.monotonic() - t0:.0f} s)')

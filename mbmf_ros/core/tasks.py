@@ -63,13 +63,17 @@ def _project(xy, starts, vectors, lengths, cum_starts):
     xy (..., 2); segments: starts/vectors (W, 2), lengths (W,), cum_starts (W,) arc length of each start, only
     the W segments of the search window (slice them first: the temporaries are (..., W)).
     Returns (perp (...,) m, progress (...,) m, segment (...,) long index into the W given segments).
+    x and y are handled as separate (..., W) tensors: reductions over a last dimension of 2 cost more than the
+    arithmetic itself.
     """
-    rel = xy.unsqueeze(-2) - starts                                      # (..., W, 2)
-    t = ((rel * vectors).sum(-1) / (lengths * lengths)).clamp(0.0, 1.0)  # (..., W)
-    diff = rel - t.unsqueeze(-1) * vectors
-    dist2 = (diff * diff).sum(-1)
+    rx = xy[..., 0:1] - starts[:, 0]                                     # (..., W)
+    ry = xy[..., 1:2] - starts[:, 1]
+    vx, vy = vectors[:, 0], vectors[:, 1]
+    t = ((rx * vx + ry * vy) / (lengths * lengths)).clamp(0.0, 1.0)
+    dx, dy = rx - t * vx, ry - t * vy
+    dist2 = dx * dx + dy * dy
     d2, seg = dist2.min(-1)
-    prog = cum_starts[seg] + torch.gather(t, -1, seg.unsqueeze(-1)).squeeze(-1) * lengths[seg]
+    prog = torch.gather(cum_starts + t * lengths, -1, seg.unsqueeze(-1)).squeeze(-1)
     return d2.clamp_min(0.0).sqrt(), prog, seg
 
 

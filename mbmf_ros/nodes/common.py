@@ -9,6 +9,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
 # Latched topics (model, reference): a late subscriber still gets the last message.
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
@@ -22,12 +23,29 @@ CONTROL = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=Reli
 # Volatile readers (bridge, planner, actors, waypoint manager) are compatible with it and get only new messages.
 HISTORY = QoSProfile(depth=1000, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# The flag a real-time bridge sets on every state while its watchdog holds the robot stopped (AgentState.flags).
+WATCHDOG_FLAG = 'watchdog_stop'
 # A real-time consumer that only wants the newest message (a robot's planner that falls behind).
 LATEST = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
 # Sensors at high rate.
 SENSOR = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
+
+
+# The control loop's endpoints take ROS 2's standard QoS overrides (parameters
+# `qos_overrides.<topic>.<publisher|subscription>.<reliability|depth|history>`): the real-time graph sets them from
+# config/realtime_qos.yaml, so that the loop keeps only the newest state and action across a slow, lossy link.
+OVERRIDABLE = QoSOverridingOptions.with_default_policies()
+
+
+def overridable(profile: QoSProfile) -> dict:
+    """Keyword arguments for create_publisher/create_subscription: a copy of `profile` (rclpy writes the
+    overrides into the profile object it is given, which must not be a shared module constant) and the
+    overriding options. Use as `node.create_subscription(Type, topic, callback, **overridable(CONTROL))`."""
+    copy = QoSProfile(history=profile.history, depth=profile.depth, reliability=profile.reliability,
+                      durability=profile.durability)
+    return {'qos_profile': copy, 'qos_overriding_options': OVERRIDABLE}
 
 
 def stamp_to_sec(stamp) -> float:

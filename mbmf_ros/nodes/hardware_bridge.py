@@ -35,7 +35,7 @@ from mbmf_ros import topics as T
 from mbmf_ros.hardware import protocol as P
 from mbmf_ros.hardware.link import HostLink, LinkSettings, validate_action
 from mbmf_ros.msg import ActionCommand, AgentState
-from mbmf_ros.nodes.common import CONTROL, SENSOR, run_node, sec_to_stamp
+from mbmf_ros.nodes.common import CONTROL, SENSOR, WATCHDOG_FLAG, overridable, run_node, sec_to_stamp
 from mbmf_ros.srv import ResetSim
 
 
@@ -89,7 +89,7 @@ class HardwareBridge(Node):
         self.pub_battery = self.create_publisher(BatteryState, T.BATTERY, SENSOR)
         self.pub_diag = self.create_publisher(DiagnosticArray, T.DIAGNOSTICS, 10)
         self.pub_episode = self.create_publisher(AgentState, T.EPISODE, CONTROL)
-        self.create_subscription(ActionCommand, T.ACTION, self.on_action, CONTROL)
+        self.create_subscription(ActionCommand, T.ACTION, self.on_action, **overridable(CONTROL))
         self.create_service(ResetSim, T.RESET, self.on_reset)
         self.reset_client = self.create_client(ResetSim, reset_service) if reset_service else None
         self.reset_future = None
@@ -261,7 +261,9 @@ class HardwareBridge(Node):
             return
         if self.running:
             self.step += 1
-            self.publish_episode()
+            # While this node's watchdog holds the robot (after an action had come), every state says so: a
+            # workstation that comes back across the link drops its old path (README, "Robot and workstation").
+            self.publish_episode([WATCHDOG_FLAG] if self.watchdog_tripped and self.last_action_s is not None else [])
             return
         if self.reset_wanted and self.reset_future is None:
             if not self.reset_client.service_is_ready():

@@ -12,9 +12,11 @@ Publishes
   /mbmf/action (mbmf_ros/ActionCommand, source 'mpc' or 'zero'), /mbmf/mpc_status (mbmf_ros/MpcStatus, one
   per answered state), /mbmf/predicted_path (nav_msgs/Path, frame odom: the chosen plan's predicted poses).
 A zero action is sent, with the reason in MpcStatus, when: there is no model, no reference (trajectory
-following), the state is stale (older than stale_after_periods control periods by the node clock, the
+following; with drop_path_on_robot_stop, the workstation part of a split graph, a state flagged
+'watchdog_stop' by the bridge drops the reference: the robot waits for a new path instead of resuming an old
+plan), the state is stale (older than stale_after_periods control periods by the node clock, the
 /clock with use_sim_time), it is flagged invalid (a stale or missing sensor such as the motion-capture pose;
-parameter stop_on_invalid), its layout is not the agent's, it has non-finite values, or the path is done.
+parameter stop_on_invalid, true on a robot), its layout is not the agent's, it has non-finite values, or the path is done.
 Parameters (defaults and what each means: config/defaults.yaml, mpc_planner and /** sections; per agent:
 config/<agent>.yaml)
   agent, task (trajectory_following | moving_forward), planner (mbmf_ros.core.planners.PLANNERS), num_samples K
@@ -24,7 +26,10 @@ config/<agent>.yaml)
   comes before the first reference is answered only once one arrives, so a run does not depend on which of the
   two reaches the planner first; after a cancel it answers with zeros), latest_state_only (on a robot: keep only
   the newest state when planning falls behind), and the agent's /** values (dt, ...). Precision, device and the
-  iCEM settings come from config/planners.yaml.
+  iCEM settings come from config/planners.yaml. drop_path_on_robot_stop, delay_compensation and
+  max_compensation_steps (plan from the state rolled forward, with the model and the last action sent, by its
+  age plus the recent plan time in whole control periods: a robot whose planner is slower than the period).
+  The /mbmf/state subscription takes ROS 2 QoS overrides (config/realtime_qos.yaml).
 """
 from __future__ import annotations
 
@@ -40,7 +45,8 @@ from rclpy.node import Node
 from mbmf_ros import topics as T
 from mbmf_ros.core.waypoints import PathError, WaypointPath
 from mbmf_ros.msg import ActionCommand, AgentState, ModelInfo, MpcStatus
-from mbmf_ros.nodes.common import (CONTROL, HISTORY, LATCHED, LATEST, agent_of, declare_settings, run_node,
+from mbmf_ros.nodes.common import (CONTROL, HISTORY, LATCHED, LATEST, WATCHDOG_FLAG, agent_of, declare_settings,
+                                   overridable, run_node,
                                    stamp_to_sec)
 from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
@@ -62,6 +68,12 @@ class MpcPlanner(Node):
         clamp_progress, seed, model_path = v['clamp_progress'], v['seed'], v['model_path']
         self.stale_after_periods = v['stale_after_periods']
         self.stop_on_invalid, self.latest_state_only = v['stop_on_invalid'], v['latest_state_only']
+        self.delay_compensation = v['delay_compensation']
+        self.max_compensation_steps = v['max_compensation_steps']
+        self.last_values = None
+        self.solve_ema = 0.0
+        # split graph: a state flagged 'watchdog_stop' drops the path (the workstation or the link was gone)
+        self.drop_path_on_robot_stop = v['drop_path_on_robot_stop']
         # lock-step: hold the answer to a state until a reference arrives (the simulated robot waits with it)
         self.wait_for_reference = v['wait_for_reference']
         num_threads = v['num_threads']
@@ -108,6 +120,7 @@ class MpcPlanner(Node):
         self._loaders: list[threading.Thread] = []
         self.episode = None
         self.answered = 0
+        self.robot_stopped = False       # the last state carried the bridge's watchdog flag
 
         self.pub_action = self.create_publisher(ActionCommand, T.ACTION, HISTORY)
         self.pub_status = self.create_publisher(MpcStatus, T.MPC_STATUS, CONTROL)
@@ -125,7 +138,8 @@ class MpcPlanner(Node):
             self.get_logger().info(f'model {model_path} loaded')
         # latest_state_only (a robot in real time): a plan slower than the control period answers the newest state
         # rather than a backlog of states that are all stale by then
-        self.create_subscription(AgentState, T.STATE, self.on_state, LATEST if self.latest_state_only else CONTROL)
+        self.create_subscription(AgentState, T.STATE, self.on_state,
+                                 **overridable(LATEST if self.latest_state_only else CONTROL))
         self.create_subscription(Path, T.REFERENCE, self.on_reference, LATCHED)
         self.create_subscription(ModelInfo, T.MODEL, self.on_model, LATCHED)
         self.get_logger().info(
@@ -216,6 +230,7 @@ class MpcPlanner(Node):
     def on_state(self, msg: AgentState) -> None:
         if msg.terminal:
             return          # the last state of an episode is answered by no action (lock-step contract)
+        self._watch_robot_stop(msg)
         if self.wait_for_reference and self.follows_path and not self.has_reference and not self.had_reference:
             if self.held_state is None:
                 self.get_logger().info(f'holding step {msg.step} of episode {msg.episode} until a reference '
@@ -244,7 +259,7 @@ class MpcPlanner(Node):
             self.pub_status.publish(status)
             return
         try:
-            result = self.planner.plan(self.model, self.task, state)
+            result = self.planner.plan(self.model, self.task, self._compensate(msg, state))
         except Exception as e:  # noqa: BLE001 - a failing plan must still answer the state
             self._send(msg, np.zeros(self.spec.action_dim), 'zero')
             status.active, status.reason = False, f'planning failed: {type(e).__name__}: {e}'
@@ -258,6 +273,7 @@ class MpcPlanner(Node):
             self.pub_status.publish(status)
             return
         self._send(msg, result.action, 'mpc')
+        self.solve_ema = 0.8 * self.solve_ema + 0.2 * result.solve_time_s
         status.active, status.reason = True, 'ok'
         status.solve_time_s, status.best_predicted_reward = result.solve_time_s, result.best_reward
         pred = result.predicted_states
@@ -268,6 +284,20 @@ class MpcPlanner(Node):
         for pose, yaw in zip(path.poses, pred[:, 2]):     # the predicted heading, not the segment direction
             pose.pose.orientation.z, pose.pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
         self.pub_path.publish(path)
+
+    def _watch_robot_stop(self, msg: AgentState) -> None:
+        """The robot's watchdog stopped it (no action reached it in time: this planner or the link was gone).
+        The path in hand is an old plan by now: drop it, so the robot waits for a new one."""
+        stopped = WATCHDOG_FLAG in msg.flags
+        if (self.drop_path_on_robot_stop and stopped and not self.robot_stopped and self.follows_path
+                and self.has_reference):
+            self.task.set_path(None)
+            self.planner.reset()
+            self.has_reference = False
+            self.reference_reason = "no reference (dropped: the robot's watchdog stopped it; send a new path)"
+            self.get_logger().warning(f'step {msg.step}: the robot says its watchdog stopped it; dropping the '
+                                      'path, zero actions until a new one arrives')
+        self.robot_stopped = stopped
 
     def _check(self, msg: AgentState):
         """(reason for a zero action or None, state (S,) float32 or None)."""
@@ -295,11 +325,29 @@ class MpcPlanner(Node):
             return self.reference_reason, state
         return None, state
 
+    def _compensate(self, msg: AgentState, state):
+        """delay_compensation (a robot in real time): the action will land when the state is already old by its
+        age plus a plan's time; roll the state forward by that many whole control periods (at most
+        max_compensation_steps) under the last action sent, with the model, and plan from there."""
+        if not self.delay_compensation or self.last_values is None:
+            return state
+        import torch
+        age = self.get_clock().now().nanoseconds * 1e-9 - stamp_to_sec(msg.header.stamp)
+        steps = min(self.max_compensation_steps, int(round((age + self.solve_ema) / self.spec.dt)))
+        if steps <= 0:
+            return state
+        s = torch.as_tensor(state, dtype=torch.float32)[None]
+        a = torch.as_tensor(self.last_values, dtype=torch.float32)[None]
+        for _ in range(steps):
+            s = self.model.predict(s, a).reshape(1, -1)
+        return s[0].numpy()
+
     def _send(self, state_msg: AgentState, values, source: str) -> None:
         cmd = ActionCommand()
         cmd.header.stamp = state_msg.header.stamp
         cmd.header.frame_id = state_msg.header.frame_id
         cmd.values = [float(min(max(v, -1.0), 1.0)) for v in values]
+        self.last_values = list(cmd.values)
         cmd.step = state_msg.step
         cmd.source = source
         self.pub_action.publish(cmd)

@@ -15,8 +15,11 @@ Modes (parameter `mode`):
     an action publisher, `min_state_subscribers` subscribers of /mbmf/state), or with `wait_for_reset` only when
     /mbmf/reset is called. After a terminal state the
     next episode starts at once (`auto_reset`), from the bridge's seeded random stream.
-  realtime: steps on a wall-clock timer at 1/dt (zero-order hold of the latest action; an action older
-    than `action_timeout_s` is replaced by zeros: the watchdog stops the robot).
+  realtime: steps on a wall-clock timer at 1/dt (zero-order hold of the latest action, never past
+    `action_timeout_s` after it arrived: then zeros, the watchdog stops the robot and says so in the log, and
+    every state carries the flag 'watchdog_stop' until an action arrives again; in a graph split across a
+    link, the waypoint_manager and the planner drop their path when they see it, so a robot whose workstation
+    or link came back waits for a new path).
 Bad actions (wrong length, NaN/inf) are rejected, counted (`rejected_actions` in the log) and replaced by
 zeros (the robot stops).
 """
@@ -34,7 +37,8 @@ from sensor_msgs.msg import Imu, JointState
 
 from mbmf_ros import topics as T
 from mbmf_ros.msg import ActionCommand, AgentState
-from mbmf_ros.nodes.common import (CONTROL, SENSOR, agent_of, declare_settings, run_node, sec_to_stamp,
+from mbmf_ros.nodes.common import (CONTROL, SENSOR, WATCHDOG_FLAG, agent_of, declare_settings, overridable,
+                                   run_node, sec_to_stamp,
                                    stamp_ns)
 from mbmf_ros.srv import ResetSim
 
@@ -73,7 +77,7 @@ class MujocoBridge(Node):
         self.pub_joints = self.create_publisher(JointState, T.JOINT_STATES, SENSOR)
         self.pub_mocap = self.create_publisher(PoseStamped, T.MOCAP_POSE, SENSOR)
         self.pub_episode = self.create_publisher(AgentState, T.EPISODE, CONTROL)
-        self.create_subscription(ActionCommand, T.ACTION, self.on_action, CONTROL)
+        self.create_subscription(ActionCommand, T.ACTION, self.on_action, **overridable(CONTROL))
         self.create_service(ResetSim, T.RESET, self.on_reset)
 
         self.rejected = 0
@@ -145,10 +149,10 @@ class MujocoBridge(Node):
             return
         self.publish(self.sim.reset(seed=seed), flags=[why])
 
-    def advance(self, values):
+    def advance(self, values, flags=()):
         result = self.sim.step(values)
         self.steps_total += 1
-        self.publish(result)
+        self.publish(result, flags=flags)
         if result.terminal:
             self.episodes_done += 1
             if self.auto_reset:
@@ -218,14 +222,17 @@ class MujocoBridge(Node):
         action = np.zeros(self.spec.action_dim)
         if self.latest_action is not None:
             age = time.monotonic() - self.latest_action[1]
-            if age <= self.action_timeout:
+            # An action is never held past action_timeout_s, even when this tick or the next comes up to a
+            # period late (a busy computer): the robot stops at most action_timeout_s after the last action.
+            if age + 2 * self.spec.dt <= self.action_timeout:
                 action = self.latest_action[0]
             elif not self.watchdog_tripped:
                 self.watchdog_tripped = True
                 self.watchdog_stops += 1
-                self.get_logger().warn(f'watchdog: last action {age:.2f} s old (action_timeout_s '
-                                       f'{self.action_timeout:g}): zero command, the robot stops')
-        self.advance(action)
+                self.get_logger().warning(f'watchdog: last action {age:.2f} s old (action_timeout_s '
+                                          f'{self.action_timeout:g}): zero command, the robot stops (planner '
+                                          'gone or link down?)')
+        self.advance(action, flags=[WATCHDOG_FLAG] if self.watchdog_tripped else [])
 
     # --- reset service --------------------------------------------------------------------------------------
     def on_reset(self, request, response):

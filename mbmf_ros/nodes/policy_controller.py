@@ -30,7 +30,7 @@ from rclpy.node import Node
 from mbmf_ros import topics as T
 from mbmf_ros.core.waypoints import DEFAULT_WORLD_FRAMES, PathError, ProgressTracker, WaypointPath
 from mbmf_ros.msg import ActionCommand, AgentState, MpcStatus
-from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, run_node, stamp_to_sec
+from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, overridable, run_node, stamp_to_sec
 from mbmf_ros.nodes.waypoint_manager import msg_to_points
 
 
@@ -79,7 +79,7 @@ class PolicyController(Node):
         self.answered = 0
         self.pub_action = self.create_publisher(ActionCommand, T.ACTION, HISTORY)
         self.pub_status = self.create_publisher(MpcStatus, T.MPC_STATUS, CONTROL)
-        self.create_subscription(AgentState, T.STATE, self.on_state, CONTROL)
+        self.create_subscription(AgentState, T.STATE, self.on_state, **overridable(CONTROL))
         self.create_subscription(Path, T.REFERENCE, self.on_reference, LATCHED)
         what = f'policy {policy_path} ({self.policy.observation.kind} observation)' if self.policy else 'no policy'
         self.get_logger().info(f'{what} for {self.spec.name}; stale after {self.stale_after_s:.3f} s')

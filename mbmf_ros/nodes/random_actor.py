@@ -15,7 +15,7 @@ from rclpy.node import Node
 
 from mbmf_ros import topics as T
 from mbmf_ros.msg import ActionCommand, AgentState
-from mbmf_ros.nodes.common import CONTROL, HISTORY, agent_of, declare_settings, run_node
+from mbmf_ros.nodes.common import CONTROL, HISTORY, agent_of, declare_settings, overridable, run_node
 
 
 class RandomActor(Node):
@@ -36,7 +36,7 @@ class RandomActor(Node):
         self.last_state = None
         self.exit_code = None
         self.pub = self.create_publisher(ActionCommand, T.ACTION, HISTORY)
-        self.create_subscription(AgentState, T.STATE, self.on_state, CONTROL)
+        self.create_subscription(AgentState, T.STATE, self.on_state, **overridable(CONTROL))
         if self.rate_hz > 0:
             self.create_timer(1.0 / self.rate_hz, self.on_timer)
         a = self.amplitude

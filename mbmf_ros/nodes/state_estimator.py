@@ -34,8 +34,8 @@ from sensor_msgs.msg import Imu, JointState
 
 from mbmf_ros import topics as T
 from mbmf_ros.msg import AgentState
-from mbmf_ros.nodes.common import (CONTROL, HISTORY, SENSOR, agent_of, declare_settings, run_node, stamp_ns,
-                                   stamp_to_sec)
+from mbmf_ros.nodes.common import (CONTROL, HISTORY, SENSOR, agent_of, declare_settings, overridable, run_node,
+                                   stamp_ns, stamp_to_sec)
 
 
 class StateEstimatorNode(Node):
@@ -76,7 +76,7 @@ class StateEstimatorNode(Node):
         self.pending = collections.OrderedDict()   # stamp (ns) -> (episode msg, wall time received)
         self.sent = collections.OrderedDict()      # stamp (ns) -> AgentState published (for resends)
         self.step = 0
-        self.pub = self.create_publisher(AgentState, T.STATE, HISTORY)
+        self.pub = self.create_publisher(AgentState, T.STATE, **overridable(HISTORY))
         self.create_subscription(PoseStamped, T.MOCAP_POSE, lambda m: self.on_sensor('mocap', m), SENSOR)
         self.create_subscription(Odometry, T.ODOM, lambda m: self.on_sensor('odom', m), SENSOR)
         self.create_subscription(Imu, T.IMU, lambda m: self.on_sensor('imu', m), SENSOR)

@@ -18,6 +18,11 @@ Parameters (defaults: config/defaults.yaml, waypoint_manager and /** sections)
   lookahead_m (float): progress tracking looks for the closest segment at most this far (m of path)
   ahead of the progress so far (<= 0: the whole rest of the path).
   goal_tolerance_m (float): the path is done when the progress is within this of its end (m).
+  drop_path_on_robot_stop (bool; true in the workstation part of a split graph): the path is cancelled
+  (empty reference, the reason in TrackingStatus.message) when the robot's states start to carry the bridge's
+  'watchdog_stop' flag: no action reached the robot in time, so the workstation or the link was gone, and the
+  robot must wait for a new path rather than resume an old plan. On one host nothing but the whole graph can go
+  away, and a robot stopped by a planner that was slow for a moment (a busy machine) goes on when it is back.
 A path is rejected, with the reason logged and in TrackingStatus.message, when it has 1 pose,
 a non-finite coordinate, two equal consecutive points or an unknown frame_id.
 """
@@ -34,7 +39,7 @@ from rclpy.node import Node
 from mbmf_ros import topics as T
 from mbmf_ros.core.waypoints import PathError, ProgressTracker, WaypointPath, transform_points, validate_path
 from mbmf_ros.msg import AgentState, TrackingStatus
-from mbmf_ros.nodes.common import CONTROL, LATCHED, declare_settings, run_node
+from mbmf_ros.nodes.common import CONTROL, LATCHED, WATCHDOG_FLAG, declare_settings, overridable, run_node
 
 
 def path_to_msg(points, frame_id: str, stamp) -> Path:
@@ -68,6 +73,7 @@ class WaypointManager(Node):
         self.relative_to_start = v['relative_to_start']
         self.lookahead_m = v['lookahead_m'] if v['lookahead_m'] > 0 else None
         self.goal_tolerance_m = v['goal_tolerance_m']
+        self.drop_path_on_robot_stop = v['drop_path_on_robot_stop']
         if not self.world_frames or self.goal_tolerance_m < 0 or not math.isfinite(self.goal_tolerance_m):
             raise SystemExit(f'waypoint_manager: expected a non-empty world_frames and goal_tolerance_m >= 0; '
                              f'found {list(self.world_frames)}, {self.goal_tolerance_m}')
@@ -77,10 +83,11 @@ class WaypointManager(Node):
         self.pending: np.ndarray | None = None      # a relative path waiting for the robot's pose
         self.last_pose = None
         self.episode = None
+        self.robot_stopped = False     # the last state carried the bridge's watchdog flag
         self.pub_ref = self.create_publisher(Path, T.REFERENCE, LATCHED)
         self.pub_status = self.create_publisher(TrackingStatus, T.TRACKING, CONTROL)
         self.create_subscription(Path, T.WAYPOINTS, self.on_waypoints, CONTROL)
-        self.create_subscription(AgentState, T.STATE, self.on_state, CONTROL)
+        self.create_subscription(AgentState, T.STATE, self.on_state, **overridable(CONTROL))
         self.get_logger().info(f'waiting for {T.WAYPOINTS} (frames {list(self.world_frames)}, '
                                f'relative_to_start={self.relative_to_start})')
 
@@ -141,10 +148,24 @@ class WaypointManager(Node):
         self.pub_ref.publish(path_to_msg([], T.WORLD_FRAME, self.get_clock().now().to_msg()))
         self.publish_status(None)
 
+    def cancel(self, reason: str) -> None:
+        """Drop the path in hand (an old plan by now): the reference is cleared and the robot waits."""
+        self.tracker = None
+        self.pending = None
+        self.message = f'cancelled: {reason}'
+        self.get_logger().warning(f'path {self.message}')
+        self.pub_ref.publish(path_to_msg([], T.WORLD_FRAME, self.get_clock().now().to_msg()))
+
     def on_state(self, msg: AgentState) -> None:
         if len(msg.values) < 3 or not all(math.isfinite(v) for v in msg.values[:3]):
             return
         self.last_pose = (msg.values[0], msg.values[1], msg.values[2])
+        stopped = WATCHDOG_FLAG in msg.flags
+        if (self.drop_path_on_robot_stop and stopped and not self.robot_stopped
+                and (self.tracker is not None or self.pending is not None)):
+            self.cancel("the robot's watchdog stopped it (no action reached it in time: planner or link gone); "
+                        'send a new path')
+        self.robot_stopped = stopped
         if self.episode is not None and msg.episode != self.episode and self.tracker is not None:
             self.tracker.reset()      # a new episode is a new attempt at the same path
         self.episode = msg.episode

@@ -1,0 +1,1 @@
+"""The link between a robot and its workstation: network namespaces and a degrading relay (no ROS)."""
