@@ -90,7 +90,8 @@ def test_mbrl_runs_algorithm_1_resumes_and_evaluates(tmp_path, capsys):
     (work / 'forward_swimmer').symlink_to(out)
     assert main(['paper', '--work', str(work), '--results', str(tmp_path / 'results'), '--tables-only']) == 0
     text = (tmp_path / 'results' / 'README.md').read_text()
-    assert 'commit `' in text and 'command `' in text and '| swimmer | 100 |' in text
+    assert 'commit `' in text and 'by `mbmf-ros paper' in text and '| swimmer | 100 |' in text
+    assert 'the runs were made at commit(s)' in text
     assert '| hopper | not run this session' in text
     assert (tmp_path / 'results' / 'reward_vs_data.png').is_file()
 
