@@ -32,6 +32,8 @@ def main() -> int:
     ap.add_argument('--samples', type=int, default=200,
                     help='K (default 200: a plan fits the 50 ms period on one core of this machine)')
     ap.add_argument('--horizon', type=int, default=10)
+    ap.add_argument('--planner', default='random_shooting', choices=['random_shooting', 'cem', 'mppi'])
+    ap.add_argument('--delay-compensation', action='store_true', help='see mbmf-ros follow --delay-compensation')
     ap.add_argument('--emulator-config', default='', help='faults for every run (YAML, keys of config/emulator.yaml)')
     ap.add_argument('--unplug-at-step', type=int, default=0)
     ap.add_argument('--unplug-s', type=float, default=2.0)
@@ -52,7 +54,10 @@ def main() -> int:
                 cmd = [sys.executable, '-m', 'mbmf_ros.cli', 'follow', '--robot', 'emulator', '--model', model,
                        '--path', str(path), '--report', str(report), '--samples', str(args.samples),
                        '--horizon', str(args.horizon), '--plot', str(report.with_suffix('.png')),
+                       '--planner', args.planner,
                        '--unplug-at-step', str(args.unplug_at_step), '--unplug-s', str(args.unplug_s)]
+                if args.delay_compensation:
+                    cmd.append('--delay-compensation')
                 if args.emulator_config:
                     cmd += ['--emulator-config', args.emulator_config]
                 t0 = time.monotonic()

@@ -232,7 +232,8 @@ def _follow_nodes(args: dict) -> list:
             'heading_weight': float(args['heading_weight']),
             'seed': seed, 'model_path': resolve_path(model), 'num_threads': int(args['threads']),
             'wait_for_reference': sim and args['mode'] == 'lockstep', 'latest_state_only': not sim,
-            'stop_on_invalid': not sim, 'drop_path_on_robot_stop': split}] + qos)
+            'stop_on_invalid': not sim, 'drop_path_on_robot_stop': split,
+            'delay_compensation': not sim and as_bool(args['delay_compensation'])}] + qos)
     elif controller == 'policy':
         # the distilled follower: same topics and safety as mpc_planner, a 2x64 MLP instead of K x H predictions
         actor = NodeDesc('policy_controller', 'policy_controller', parameters=[{
@@ -286,6 +287,8 @@ register(GraphDesc(
                'emulator': ('false', 'sim:=false: start the emulated robot too (its pty becomes the port)'),
                'emulator_config': ('', 'YAML overriding config/emulator.yaml (faults, noise)'),
                'unplug_s': ('2.0', 'emulator: seconds the serial link stays away on /emulator/unplug'),
+               'delay_compensation': ('false', 'sim:=false: plan from the state rolled forward by its age plus a '
+                                               "plan's time under the last action (the model predicts it)"),
                'mode': ('realtime', 'realtime: the simulated robot runs at wall-clock pace and waits for paths; '
                                     'lockstep: one step per action (deterministic, for evaluation)'),
                'model': ('', "dynamics checkpoint ('' : the shipped config/models/<agent>.pt)"),

@@ -46,7 +46,7 @@ def test_tiny_chain_counts_every_step_resumes_and_reports(tmp_path):
     p = _mbmf('--report', str(tmp_path / 'results' / 'mbmf.md'), '--runs', str(out))
     assert p.returncode == 0, p.stderr[-3000:]
     text = (tmp_path / 'results' / 'mbmf.md').read_text()
-    assert '| swimmer | trpo | 0 | 64 | 192 |' in text and 'Threshold:' in text
+    assert '| swimmer | trpo | 0 | 64 | 192 |' in text and 'Threshold:' in text and 'last 5 batches' in text
     assert (tmp_path / 'results' / 'mbmf_swimmer_trpo_seed0.png').stat().st_size > 1000
 
 

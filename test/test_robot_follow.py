@@ -13,7 +13,7 @@ def test_follow_on_the_emulated_robot_with_a_bad_link(ros_env, tmp_path):
     # K=100: the planner must keep up with 20 Hz on a loaded 2-core machine; 30 s of budget for a 0.6 m path
     run = run_follow('hexapod', np.array([[0.0, 0.0], [0.6, 0.0]]), num_samples=100, horizon=10, quiet=True,
                      robot='emulator', emulator_config=str(faults), unplug_at_step=30, unplug_s=1.0,
-                     max_steps=600, timeout_s=150)
+                     max_steps=600, timeout_s=150, delay_compensation=True)
     r = run.report
     link, emu = r['link'], r['emulator']
     detail = f'report {r}'

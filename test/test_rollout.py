@@ -76,12 +76,18 @@ def test_bfloat16_rollout_keeps_states_float32_and_ranks_alike():
     state = _state(spec)
     task.update(state.numpy())
     actions = torch.rand(500, 8, spec.action_dim, generator=torch.Generator().manual_seed(2)) * 2 - 1
-    r0, _ = _reference(model, task, state, actions)
+    r0, s0 = _reference(model, task, state, actions)
     r1, s1 = MLPRollout(model, 'bfloat16').rollout(model, task, state, actions)
     assert s1.dtype == torch.float32 and r1.dtype == torch.float32
     # The candidate chosen in bfloat16 is among the best 1% in float32.
     assert int((r0 > r0[int(r1.argmax())]).sum()) <= 5
     assert float((r1 - r0).abs().max()) < 0.05 * float(r0.max() - r0.min())
+    # With the best candidates re-rolled in float32, their returns and states are float32's: the same winner.
+    r2, s2 = MLPRollout(model, 'bfloat16', refine_fraction=0.01).rollout(model, task, state, actions)
+    best = int(r2.argmax())
+    assert best == int(r0.argmax())
+    torch.testing.assert_close(r2[best], r0[best], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(s2[:, best], s0[:, best], rtol=1e-4, atol=1e-5)
 
 
 def test_refolds_when_the_weights_change_in_place():

@@ -74,7 +74,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
                horizon: int = 0, seed: int = 0, max_steps: int = 0, timeout_s: float = 300.0,
                log=sys.stderr, quiet: bool = False, record: str = '', policy: str = '', robot: str = 'sim',
                port: str = '', emulator_config: str = '', unplug_at_step: int = 0,
-               unplug_s: float = 2.0) -> FollowRun:
+               unplug_s: float = 2.0, delay_compensation: bool = False) -> FollowRun:
     """Run the follow graph once over DDS and measure the executed trajectory against the path.
     robot: sim (lock-step MuJoCo), emulator or serial (real time through hardware_bridge on port)."""
     import rclpy
@@ -102,7 +102,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
             raise ValueError('--robot serial needs --port DEVICE')
         arguments.update(sim='false', emulator=str(robot == 'emulator').lower(),
                          port=port or emulator_link_path(), emulator_config=emulator_config,
-                         unplug_s=str(unplug_s))
+                         unplug_s=str(unplug_s), delay_compensation=str(delay_compensation).lower())
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node(f'follow_{os.getpid()}', context=context)
@@ -289,6 +289,9 @@ def add_arguments(parser):
     parser.add_argument('--unplug-at-step', type=int, default=0,
                         help='emulator: pull the serial link at this step (a safety drill; 0: never)')
     parser.add_argument('--unplug-s', type=float, default=2.0, help='how long the link stays unplugged')
+    parser.add_argument('--delay-compensation', action='store_true',
+                        help='robot: plan from the state rolled forward by its age plus a plan\'s time under the '
+                             'last action (for a planner slower than the control period)')
 
 
 def run(args) -> int:
@@ -301,6 +304,7 @@ def run(args) -> int:
                             seed=args.seed, max_steps=args.max_steps, timeout_s=args.timeout,
                             record=os.path.abspath(args.record) if args.record else '', robot=args.robot,
                             port=args.port, unplug_at_step=args.unplug_at_step, unplug_s=args.unplug_s,
+                            delay_compensation=args.delay_compensation,
                             emulator_config=os.path.abspath(args.emulator_config) if args.emulator_config else '')
     except (ValueError, TimeoutError, RuntimeError) as e:
         print(f'mbmf-ros follow: {e}', file=sys.stderr)

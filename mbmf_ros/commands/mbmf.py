@@ -332,6 +332,10 @@ def _smooth(y, n=3):
     return np.array([np.mean(y[max(0, i - n + 1):i + 1]) for i in range(len(y))])
 
 
+def _tail(curve, n=5) -> float:
+    return float(np.mean(curve[-n:, 1])) if len(curve) else float('nan')
+
+
 def steps_to(curve, threshold):
     """First environment step count at which the smoothed return reaches threshold, or None."""
     if not len(curve):
@@ -352,8 +356,8 @@ def write_report(report: str, runs: list, fraction: float) -> int:
              'training episodes in each batch (with its exploration noise). Environment steps of Mb-Mf include '
              'the random data, the MPC rollouts, the DAgger rollouts and the DAgger policy\'s evaluation.', '',
              '| agent | learner | seed | batch | fine-tuning steps | steps before fine-tuning (random + MPC + '
-             'DAgger) | MPC K, H | DAgger policy return | threshold | steps to threshold: scratch | Mb-Mf | '
-             'ratio |', '|' + '---|' * 12]
+             'DAgger + evaluation) | MPC K, H | DAgger policy return | threshold | steps to threshold: scratch | Mb-Mf | '
+             'ratio | mean return of the last 5 batches: scratch / Mb-Mf |', '|' + '---|' * 13]
     images = []
     for run in runs:
         run = Path(run)
@@ -373,7 +377,7 @@ def write_report(report: str, runs: list, fraction: float) -> int:
                      f"({c.get('random', 0)} + {c.get('mpc', 0)} + {c.get('dagger', 0)}) | {K}, {H} | "
                      f"{c.get('dagger_policy_return', float('nan')):.1f} | {threshold:.1f} "
                      f"({fraction:g} x scratch's best {best:.1f}) | {a or 'not reached'} | {b or 'not reached'} | "
-                     f"{ratio} |")
+                     f"{ratio} | {_tail(scratch):.1f} / {_tail(mbmf):.1f} |")
         fig, ax = plt.subplots(figsize=(6, 4))
         if len(scratch):
             ax.plot(scratch[:, 0], _smooth(scratch[:, 1]), color='tab:red', label=f"{s['learner'].upper()} alone")

@@ -95,13 +95,14 @@ class Planner:
     action_dim A, horizon H (steps), num_samples K (sequences per plan), seed (None: nondeterministic),
     keep_candidates: how many of the best candidates' predicted states to return for plotting.
     precision: 'float32' | 'bfloat16' of the model's weights and activations in the rollout (states and reward
-    sums stay float32); device: 'cpu' | 'cuda' | 'auto'; chunk_rows: candidates per chunk (0/None: default).
+    sums stay float32); device: 'cpu' | 'cuda' | 'auto'; chunk_rows: candidates per chunk (0/None: default);
+    refine_fraction: in bfloat16, the share of best candidates re-rolled in float32 (core.rollout).
     """
     name = 'planner'
 
     def __init__(self, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,
                  keep_candidates: int = 0, dtype=torch.float32, precision: str = 'float32', device: str = 'cpu',
-                 chunk_rows: int | None = None):
+                 chunk_rows: int | None = None, refine_fraction: float = 0.0):
         if int(action_dim) < 1 or int(horizon) < 1 or int(num_samples) < 1:
             raise ValueError(f'{self.name}: action_dim, horizon and num_samples must be >= 1, found '
                              f'{action_dim}, {horizon}, {num_samples}')
@@ -111,6 +112,7 @@ class Planner:
         self.precision = resolve_precision(precision)
         self.device = resolve_device(device)
         self.chunk_rows = int(chunk_rows or 0) or None
+        self.refine_fraction = float(refine_fraction)
         self._fast: MLPRollout | None = None
         self.generator = torch.Generator(device=self.device)
         self.seed(seed)
@@ -148,7 +150,7 @@ class Planner:
         """
         if supports(model):
             if self._fast is None:
-                self._fast = MLPRollout(model, self.precision, self.device, self.chunk_rows)
+                self._fast = MLPRollout(model, self.precision, self.device, self.chunk_rows, self.refine_fraction)
             return self._fast.rollout(model, task, state, actions)
         K, H, _ = actions.shape
         E = _num_members(model)
@@ -484,7 +486,7 @@ def make_planner(name: str, action_dim: int, horizon: int, num_samples: int, see
     if name not in classes:
         raise ValueError(f'unknown planner {name!r}; expected one of {list(PLANNERS)}')
     settings = planner_settings()
-    defaults = {k: settings[k] for k in ('precision', 'device', 'chunk_rows') if k in settings}
+    defaults = {k: settings[k] for k in ('precision', 'device', 'chunk_rows', 'refine_fraction') if k in settings}
     if classes[name] is ICEMPlanner:
         defaults.update(settings.get('icem') or {})
     return classes[name](action_dim, horizon, num_samples, seed, **{**defaults, **kwargs})

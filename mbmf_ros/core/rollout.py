@@ -75,8 +75,11 @@ class MLPRollout:
     candidates per chunk (None: 1024).
     """
 
-    def __init__(self, model, precision='float32', device='cpu', chunk_rows: int | None = None):
+    def __init__(self, model, precision='float32', device='cpu', chunk_rows: int | None = None,
+                 refine_fraction: float = 0.0):
         self.dtype = resolve_precision(precision)
+        self.refine_fraction = float(refine_fraction)
+        self._refiner: MLPRollout | None = None
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
         self.chunk_rows = int(chunk_rows or DEFAULT_CHUNK_ROWS[self.dtype])
         if self.chunk_rows < 1:
@@ -199,7 +202,22 @@ class MLPRollout:
                 finite = torch.isfinite(states[1:, :, k0:k1]).all(-1).all(0)
                 self.returns_buf[:, k0:k1] = score(task, chunk_states, actions[k0:k1], finite)
         # A member's -inf (non-finite prediction) makes the mean -inf: the candidate ranks last.
-        return self.returns_buf.mean(0), states.permute(1, 2, 0, 3)
+        returns, out_states = self.returns_buf.mean(0), states.permute(1, 2, 0, 3)
+        if self.dtype != torch.float32 and self.refine_fraction > 0 and K > 1:
+            self._refine(model, task, state, actions, returns, out_states)
+        return returns, out_states
+
+    def _refine(self, model, task, state, actions, returns, states):
+        """Re-roll the best ``refine_fraction`` of the candidates (at least 8) in float32 and put their float32
+        returns and states in place: the winner, the elites and the heaviest MPPI weights are then decided in
+        float32 (two candidates within bfloat16's rounding of each other otherwise swap places)."""
+        m = min(returns.shape[0], max(8, int(math.ceil(self.refine_fraction * returns.shape[0]))))
+        top = torch.topk(returns, m).indices
+        if self._refiner is None:
+            self._refiner = MLPRollout(model, 'float32', self.device, self.chunk_rows)
+        r32, s32 = self._refiner.rollout(model, task, state, actions[top])
+        returns[top] = r32
+        states[:, top] = s32
 
 
 def score(task, states, actions, states_finite=None):

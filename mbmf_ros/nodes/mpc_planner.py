@@ -29,7 +29,10 @@ Parameters
   ([odom, world, map]), drop_path_on_robot_stop (false), wait_for_reference (false; true: in lock-step, a state
   that comes before any reference is answered only once one arrives, so a run does not depend on which of the
   two reaches the planner first), latest_state_only (false; true on a robot: keep only the newest state when
-  planning falls behind). The /mbmf/state subscription takes ROS 2 QoS overrides (config/realtime_qos.yaml).
+  planning falls behind), delay_compensation (false) and max_compensation_steps (3): plan from the state rolled
+  forward, with the model and the last action sent, by its age plus the recent plan time in whole control
+  periods (a robot whose planner is slower than the period). The /mbmf/state subscription takes ROS 2 QoS
+  overrides (config/realtime_qos.yaml).
 """
 from __future__ import annotations
 
@@ -72,6 +75,10 @@ class MpcPlanner(Node):
         self.stale_after_periods = float(p('stale_after_periods', 2.0))
         self.stop_on_invalid = bool(p('stop_on_invalid', False))
         self.latest_state_only = bool(p('latest_state_only', False))
+        self.delay_compensation = bool(p('delay_compensation', False))
+        self.max_compensation_steps = int(p('max_compensation_steps', 3))
+        self.last_values = None
+        self.solve_ema = 0.0
         # lock-step: hold the answer to a state until a reference arrives (the simulated robot waits with it)
         self.wait_for_reference = bool(p('wait_for_reference', False))
         # split graph: a state flagged 'watchdog_stop' drops the path (the workstation or the link was gone)
@@ -257,7 +264,7 @@ class MpcPlanner(Node):
             self.pub_status.publish(status)
             return
         try:
-            result = self.planner.plan(self.model, self.task, state)
+            result = self.planner.plan(self.model, self.task, self._compensate(msg, state))
         except Exception as e:  # noqa: BLE001 - a failing plan must still answer the state
             self._send(msg, np.zeros(self.spec.action_dim), 'zero')
             status.active, status.reason = False, f'planning failed: {type(e).__name__}: {e}'
@@ -271,6 +278,7 @@ class MpcPlanner(Node):
             self.pub_status.publish(status)
             return
         self._send(msg, result.action, 'mpc')
+        self.solve_ema = 0.8 * self.solve_ema + 0.2 * result.solve_time_s
         status.active, status.reason = True, 'ok'
         status.solve_time_s, status.best_predicted_reward = result.solve_time_s, result.best_reward
         pred = result.predicted_states
@@ -322,11 +330,29 @@ class MpcPlanner(Node):
             return self.reference_reason, state
         return None, state
 
+    def _compensate(self, msg: AgentState, state):
+        """delay_compensation (a robot in real time): the action will land when the state is already old by its
+        age plus a plan's time; roll the state forward by that many whole control periods (at most
+        max_compensation_steps) under the last action sent, with the model, and plan from there."""
+        if not self.delay_compensation or self.last_values is None:
+            return state
+        import torch
+        age = self.get_clock().now().nanoseconds * 1e-9 - stamp_to_sec(msg.header.stamp)
+        steps = min(self.max_compensation_steps, int(round((age + self.solve_ema) / self.spec.dt)))
+        if steps <= 0:
+            return state
+        s = torch.as_tensor(state, dtype=torch.float32)[None]
+        a = torch.as_tensor(self.last_values, dtype=torch.float32)[None]
+        for _ in range(steps):
+            s = self.model.predict(s, a).reshape(1, -1)
+        return s[0].numpy()
+
     def _send(self, state_msg: AgentState, values, source: str) -> None:
         cmd = ActionCommand()
         cmd.header.stamp = state_msg.header.stamp
         cmd.header.frame_id = state_msg.header.frame_id
         cmd.values = [float(min(max(v, -1.0), 1.0)) for v in values]
+        self.last_values = list(cmd.values)
         cmd.step = state_msg.step
         cmd.source = source
         self.pub_action.publish(cmd)
