@@ -76,7 +76,9 @@ def git_commit() -> str:
     try:
         head = subprocess.run(['git', '-C', str(root), 'rev-parse', '--short=12', 'HEAD'], capture_output=True,
                               text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(['git', '-C', str(root), 'status', '--porcelain', '--untracked-files=no'],
+        # What `paper` itself writes (the README's headline block, results/) does not make the code dirty.
+        dirty = subprocess.run(['git', '-C', str(root), 'status', '--porcelain', '--untracked-files=no', '--', '.',
+                                ':!README.md', ':!results'],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return (head + ('-dirty' if dirty else '')) if head else 'unknown'
     except (OSError, subprocess.SubprocessError):
