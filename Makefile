@@ -69,7 +69,7 @@ bench: venv bench-peers
 # 2-core machine (about 45 min here while shared, niced; resumable: run it again after a stop; these are the
 # settings of results/mbmf.md). The paper's own settings (MBMF_SCALE= MBMF_SWIMMER= MBMF_CHEETAH= : appendix
 # A.3's K/H, 30 MPC rollouts, TRPO batches of 50 000 for ~1e6-1e7 steps) take days here.
-MBMF_SCALE ?= --samples 300 --horizon 10 --batch 2000 --steps 100000 --dagger-rollouts 1
+MBMF_SCALE ?= --num-samples 300 --horizon 10 --batch 2000 --steps 100000 --dagger-rollouts 1
 MBMF_SWIMMER ?= --mpc-rollouts 2 --dagger-iterations 2
 MBMF_CHEETAH ?= --mpc-rollouts 1 --dagger-iterations 1
 mbmf: venv

@@ -12,7 +12,7 @@ model, in one process (`mbmf-ros follow` runs the same pieces as nodes; this loo
    agrees (identical, and within 0.05 of the [-1, 1] range), and the twin's own follow runs.
 
     .venv/bin/python bench/bench_follow.py --quick
-    .venv/bin/python bench/bench_follow.py --samples 50 100 200 500 --seeds 0 1
+    .venv/bin/python bench/bench_follow.py --num-samples 50 100 200 500 --seeds 0 1
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--quick', action='store_true', help='two paths, K 100 and 500, one seed')
     ap.add_argument('--planners', nargs='+', default=list(PLANNERS), choices=list(PLANNERS))
-    ap.add_argument('--samples', type=int, nargs='+', default=[50, 100, 200, 500])
+    ap.add_argument('--num-samples', type=int, nargs='+', default=[50, 100, 200, 500])
     ap.add_argument('--horizon', type=int, default=10)
     ap.add_argument('--seeds', type=int, nargs='+', default=[0])
     ap.add_argument('--threads', type=int, default=1)
@@ -113,7 +113,7 @@ def main() -> int:
     paths.update(EXTRA_PATHS)
     if args.quick:
         paths = {k: paths[k] for k in ('u_turn', 'corner_127deg')}
-        args.samples = [100, 500]
+        args.num_samples = [100, 500]
     if args.paths:
         unknown = sorted(set(args.paths) - set(paths))
         if unknown:
@@ -137,7 +137,7 @@ def sweep(args, model, paths, results, bl, t0):
     demo = summary(run(model, paths, DEMO[0], DEMO[1], H, args.seeds), bl)
     results[DEMO] = demo
     for name in args.planners:
-        for K in args.samples:
+        for K in args.num_samples:
             if (name, K) not in results:
                 results[(name, K)] = summary(run(model, paths, name, K, H, args.seeds), bl)
             print(f'  ... {name} K={K} done ({time.time() - t0:.0f} s)', file=sys.stderr, flush=True)

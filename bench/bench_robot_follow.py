@@ -8,7 +8,7 @@ prints the table (mean cross-track in body lengths, completion, solve time, the 
     .venv/bin/python bench/bench_robot_follow.py --quick                     # shipped model, straight path
     .venv/bin/python bench/bench_robot_follow.py --models robot=runs/robot/models/robot.pt \\
         sim=config/models/hexapod.pt --out runs/robot/follow [--emulator-config FAULTS.yaml] \\
-        [--unplug-at-step 60] [--samples 200]
+        [--unplug-at-step 60] [--num-samples 200]
 """
 from __future__ import annotations
 
@@ -29,12 +29,12 @@ def main() -> int:
     ap.add_argument('--models', nargs='+', default=['sim=config/models/hexapod.pt'], help='label=checkpoint ...')
     ap.add_argument('--paths', nargs='+', help='path files (default: config/paths/*.yaml)')
     ap.add_argument('--out', default='runs/bench_robot_follow', help='folder for the reports')
-    ap.add_argument('--samples', type=int, default=200,
+    ap.add_argument('--num-samples', type=int, default=200,
                     help='K (default 200: a plan fits the 50 ms period on one core of this machine)')
     ap.add_argument('--horizon', type=int, default=10)
     ap.add_argument('--planner', default='random_shooting', choices=['random_shooting', 'cem', 'mppi'])
     ap.add_argument('--delay-compensation', action='store_true', help='see mbmf-ros follow --delay-compensation')
-    ap.add_argument('--emulator-config', default='', help='faults for every run (YAML, keys of config/emulator.yaml)')
+    ap.add_argument('--emulator-config', default='', help='faults for every run (YAML, robot_emulator keys of config/defaults.yaml)')
     ap.add_argument('--unplug-at-step', type=int, default=0)
     ap.add_argument('--unplug-s', type=float, default=2.0)
     args = ap.parse_args()
@@ -52,7 +52,7 @@ def main() -> int:
             report = out / f'{label}_{path.stem}.json'
             if not report.exists():
                 cmd = [sys.executable, '-m', 'mbmf_ros.cli', 'follow', '--robot', 'emulator', '--model', model,
-                       '--path', str(path), '--report', str(report), '--num-samples', str(args.samples),
+                       '--path', str(path), '--report', str(report), '--num-samples', str(args.num_samples),
                        '--horizon', str(args.horizon), '--plot', str(report.with_suffix('.png')),
                        '--planner', args.planner,
                        '--unplug-at-step', str(args.unplug_at_step), '--unplug-s', str(args.unplug_s)]

@@ -146,10 +146,11 @@ def emulator_link_path(out_dir: str = '') -> str:
     return os.path.join(out_dir or tempfile.gettempdir(), f'mbmf_robot_{os.getpid()}_{os.urandom(3).hex()}')
 
 
-def _robot_nodes(agent: str, robot: str, port: str, emulator_config: str, bridge: dict,
-                 unplug_s: float = 2.0, extra_parameters: list | None = None) -> list:
-    """hardware_bridge on `port` (config/hardware_bridge.yaml + `bridge`), and for robot 'emulator' the emulated
-    robot whose pty `port` names (a symlink it keeps current; the bridge opens it once it exists)."""
+def _robot_nodes(agent: str, robot: str, port: str, emulator_config: str, bridge: dict, files: list,
+                 unplug_s: str = '', extra_parameters: list | None = None) -> list:
+    """hardware_bridge on `port` (the parameter `files` + `bridge`), and for robot 'emulator' the emulated
+    robot whose pty `port` names (a symlink it keeps current; the bridge opens it once it exists). `unplug_s`
+    '': the files' value."""
     if robot not in ('emulator', 'serial'):
         raise ValueError(f'robot must be one of {", ".join(ROBOTS)}, found {robot!r}')
     if not port:
@@ -158,12 +159,12 @@ def _robot_nodes(agent: str, robot: str, port: str, emulator_config: str, bridge
         port = emulator_link_path()
     nodes = []
     if robot == 'emulator':
-        nodes.append(NodeDesc('robot_emulator', 'robot_emulator', parameters=[{
-            'config': resolve_path(emulator_config) if emulator_config else '', 'link_path': port,
-            'unplug_s': unplug_s}]))
+        nodes.append(NodeDesc('robot_emulator', 'robot_emulator', parameters=files + [{
+            'agent': agent, 'config': resolve_path(emulator_config) if emulator_config else '', 'link_path': port,
+            **({'unplug_s': float(unplug_s)} if unplug_s != '' else {})}]))
         bridge = {'reset_service': '/emulator/reset', **bridge}
-    nodes.append(NodeDesc('hardware_bridge', 'hardware_bridge', parameters=[
-        '{config}/hardware_bridge.yaml', {'agent': agent, 'port': port, **bridge}] + (extra_parameters or [])))
+    nodes.append(NodeDesc('hardware_bridge', 'hardware_bridge', parameters=files + [
+        {'agent': agent, 'port': port, **bridge}] + (extra_parameters or [])))
     return nodes
 
 
@@ -186,7 +187,7 @@ def _collect_nodes(args: dict) -> list:
     else:
         # real time on the wall clock: each state from the latest mocap pose and telemetry
         robot_nodes = _robot_nodes(agent, robot, args['port'], args['emulator_config'], {
-            'max_episode_steps': steps, 'max_episodes': rollouts, 'min_state_subscribers': 2})
+            'max_episode_steps': steps, 'max_episodes': rollouts, 'min_state_subscribers': 2}, files)
         estimator = {'agent': agent, 'sensor_sync': 'latest'}
     return robot_nodes + [
         NodeDesc('state_estimator', 'state_estimator', parameters=files + [estimator]),
@@ -211,7 +212,7 @@ register(GraphDesc(
                'robot': ('sim', 'sim (MuJoCo, lock-step), emulator (the emulated robot over a serial pty, real '
                                 'time) or serial (a real robot on port)'),
                'port': ('', 'serial device of the robot (robot serial), or where the emulator puts its pty'),
-               'emulator_config': ('', 'YAML overriding config/emulator.yaml (faults, noise)'),
+               'emulator_config': ('', 'a fault file: YAML of robot_emulator settings (config/defaults.yaml) on top'),
                'heading_noise': ('default', "start headings from U(-pi, pi): default (the agent's: trajectory-"
                                             "following data), true or false (moving-forward data)")},
     nodes=_collect_nodes,
@@ -304,7 +305,7 @@ def _follow_nodes(args: dict) -> list:
             'max_episode_steps': max(max_steps, 0), 'max_episodes': 1 if max_steps > 0 else 0,
             'min_state_subscribers': int(args['min_state_subscribers']),
             'wait_for_reset': as_bool(args['wait_for_reset']),
-            **({'command_timeout_s': timeout} if timeout > 0 else {})}, unplug_s=float(args['unplug_s']),
+            **({'command_timeout_s': timeout} if timeout > 0 else {})}, files, unplug_s=args['unplug_s'],
             extra_parameters=qos)
         estimator = {'agent': agent, 'sensor_sync': 'latest'}
     onboard = robot_nodes + [NodeDesc('state_estimator', 'state_estimator', parameters=files + [estimator] + qos)]
@@ -326,8 +327,9 @@ register(GraphDesc(
                                'real time'),
                'port': ('', 'sim:=false: the robot\'s serial device (e.g. /dev/ttyUSB0)'),
                'emulator': ('false', 'sim:=false: start the emulated robot too (its pty becomes the port)'),
-               'emulator_config': ('', 'YAML overriding config/emulator.yaml (faults, noise)'),
-               'unplug_s': ('2.0', 'emulator: seconds the serial link stays away on /emulator/unplug'),
+               'emulator_config': ('', 'a fault file: YAML of robot_emulator settings (config/defaults.yaml) on top'),
+               'unplug_s': ('', "emulator: seconds the serial link stays away on /emulator/unplug ('' : "
+                                'robot_emulator unplug_s of the parameter files)'),
                'delay_compensation': ('false', 'sim:=false: plan from the state rolled forward by its age plus a '
                                                "plan's time under the last action (the model predicts it)"),
                'mode': ('realtime', 'realtime: the simulated robot runs at wall-clock pace and waits for paths; '
@@ -357,6 +359,6 @@ register(GraphDesc(
                                     'planner)'),
                'action_timeout_s': ('0', "the bridge's watchdog period in s (real time): no action for this long "
                                          "and the robot stops (0: the bridge's default, 0.5 s simulated, "
-                                         'command_timeout_s of config/hardware_bridge.yaml on hardware)')},
+                                         'hardware_bridge command_timeout_s of the parameter files on hardware)')},
     nodes=_follow_nodes,
 ))

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip('sb3_contrib')
 
 TINY = ['--agent', 'swimmer', '--random-rollouts', '2', '--random-steps', '50', '--episode-steps', '20', '--mpc-rollouts', '1',
-        '--dagger-iterations', '1', '--dagger-rollouts', '1', '--samples', '20', '--horizon', '3', '--batch', '64',
+        '--dagger-iterations', '1', '--dagger-rollouts', '1', '--num-samples', '20', '--horizon', '3', '--batch', '64',
         '--steps', '128']
 
 

@@ -79,12 +79,9 @@ def test_every_node_gets_defaults_agent_file_then_the_users_file(tmp_path):
 def test_node_defaults_are_not_literals_in_code():
     """Nodes declare their parameters from the files (declare_settings), never with a literal default; no
     module holds a K/H/alpha/beta/lookahead/goal-tolerance literal that the files define."""
-    # nodes that came with their own defaults while the settings moved (hardware_bridge reads
-    # config/hardware_bridge.yaml, a ROS 2 parameter file too): to move into config/defaults.yaml
-    not_yet = {'policy_controller', 'hardware_bridge', 'robot_emulator'}
     sections = set(load_settings('hexapod').nodes())
     for path in (ROOT / 'mbmf_ros' / 'nodes').glob('*.py'):
-        if path.stem in ('common', '__init__') or path.stem in not_yet:
+        if path.stem in ('common', '__init__'):
             continue
         assert path.stem in sections, f'{path}: no section in config/defaults.yaml'
         assert 'declare_parameter(' not in path.read_text(), path
@@ -109,3 +106,30 @@ def test_node_defaults_are_not_literals_in_code():
                         and not isinstance(value.value, str):
                     found.append(f'{path.relative_to(ROOT)}:{value.lineno}: {name}={value.value!r}')
     assert not found, 'defaults outside config/: ' + '; '.join(found)
+
+
+def test_robot_nodes_take_their_settings_from_the_files_and_a_fault_file_goes_on_top(tmp_path):
+    """hardware_bridge and robot_emulator: sections of config/defaults.yaml like every node; the emulator's fault
+    file (--emulator-config) holds plain keys of its section, applied on top; a bad key names the file."""
+    from mbmf_ros.hardware.emulator import KEYS, load_emulator_config
+    emulator = load_settings('hexapod').node('robot_emulator')
+    assert set(KEYS) <= set(emulator)
+    config = load_emulator_config()
+    assert config == {k: emulator[k] for k in KEYS} and config['agent'] == 'hexapod'
+    faults = tmp_path / 'faults.yaml'
+    faults.write_text('byte_drop_rate: 0.01\nlatency_ms: 20\n')
+    config = load_emulator_config(faults, base={**emulator, 'seed': 7})
+    assert config['byte_drop_rate'] == 0.01 and config['latency_ms'] == 20.0 and config['seed'] == 7
+    faults.write_text('byte_drop: 0.01\n')
+    with pytest.raises(ValueError, match=r'faults\.yaml.*byte_drop'):
+        load_emulator_config(faults)
+    mine = tmp_path / 'mine.yaml'
+    mine.write_text('robot_emulator:\n  ros__parameters:\n    byte_drop_rate: 0.02\n'
+                    'hardware_bridge:\n  ros__parameters:\n    command_timeout_s: 0.5\n')
+    eff = effective_parameters('follow', {'sim': 'false', 'emulator': 'true', 'params_file': str(mine)})
+    assert eff['robot_emulator']['byte_drop_rate'] == 0.02 and eff['robot_emulator']['unplug_s'] == 2.0
+    assert eff['hardware_bridge']['command_timeout_s'] == 0.5
+    assert eff['hardware_bridge']['device_command_timeout_ms'] == load_settings('hexapod').node(
+        'hardware_bridge')['device_command_timeout_ms']
+    eff = effective_parameters('follow', {'sim': 'false', 'emulator': 'true', 'unplug_s': '1.5'})
+    assert eff['robot_emulator']['unplug_s'] == 1.5

@@ -32,7 +32,7 @@ def add_arguments(parser):
                         help='sim (MuJoCo, lock-step; default), emulator (the emulated robot over a serial pty, in '
                              'real time) or serial (a real robot on --port)')
     parser.add_argument('--port', default='', help='serial device of a real robot (--robot serial)')
-    parser.add_argument('--emulator-config', default='', help='YAML overriding config/emulator.yaml')
+    parser.add_argument('--emulator-config', default='', help='a fault file: YAML of robot_emulator settings (config/defaults.yaml) on top')
     parser.add_argument('--task', choices=('follow', 'forward'), default='follow',
                         help='the task the data is for (default follow): forward draws no start heading from '
                              'U(-pi, pi) (paper A.1: only the swimmer\'s trajectory-following data does)')

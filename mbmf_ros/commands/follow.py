@@ -46,9 +46,9 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
                horizon: int | None = None, seed: int = 0, max_steps: int = 0, timeout_s: float = 300.0,
                log=sys.stderr, quiet: bool = False, record: str = '', params_file: str = '', policy: str = '',
                robot: str = 'sim', port: str = '', emulator_config: str = '', unplug_at_step: int = 0,
-               unplug_s: float = 2.0, delay_compensation: bool = False) -> FollowRun:
+               unplug_s: float | None = None, delay_compensation: bool = False) -> FollowRun:
     """Run the follow graph once over DDS and measure the executed trajectory against the path.
-    planner, num_samples, horizon: None = the parameter files' (config/<agent>.yaml, then ``params_file``).
+    planner, num_samples, horizon, unplug_s: None = the parameter files' (config/, then ``params_file``).
     robot: sim (lock-step MuJoCo), emulator or serial (real time through hardware_bridge on port)."""
     from nav_msgs.msg import Path as PathMsg
 
@@ -78,7 +78,7 @@ def run_follow(agent: str, path_xy: np.ndarray, frame_id: str = 'odom', model: s
             raise ValueError('--robot serial needs --port DEVICE')
         arguments.update(sim='false', emulator=str(robot == 'emulator').lower(),
                          port=port or emulator_link_path(), emulator_config=emulator_config,
-                         unplug_s=str(unplug_s), delay_compensation=str(delay_compensation).lower())
+                         unplug_s='' if unplug_s is None else str(unplug_s), delay_compensation=str(delay_compensation).lower())
     settings = effective_parameters('follow', arguments)     # what the nodes run with: the report records it
     client = FollowClient(f'follow_{os.getpid()}')
     node = client.node
@@ -263,10 +263,12 @@ def add_arguments(parser):
                         help='sim (MuJoCo, lock-step; default), emulator (the emulated robot over a serial pty, in '
                              'real time) or serial (a real robot on --port)')
     parser.add_argument('--port', default='', help='serial device of a real robot (--robot serial)')
-    parser.add_argument('--emulator-config', default='', help='YAML overriding config/emulator.yaml (faults)')
+    parser.add_argument('--emulator-config', default='', help='a fault file: YAML of robot_emulator settings '
+                        '(config/defaults.yaml: byte_drop_rate, latency_ms, ...) applied on top')
     parser.add_argument('--unplug-at-step', type=int, default=0,
                         help='emulator: pull the serial link at this step (a safety drill; 0: never)')
-    parser.add_argument('--unplug-s', type=float, default=2.0, help='how long the link stays unplugged')
+    parser.add_argument('--unplug-s', type=float, default=None,
+                        help='how long the link stays unplugged (default: robot_emulator unplug_s, config/)')
     parser.add_argument('--delay-compensation', action='store_true',
                         help='robot: plan from the state rolled forward by its age plus a plan\'s time under the '
                              'last action (for a planner slower than the control period)')

@@ -31,8 +31,9 @@ def add_arguments(parser):
     parser.add_argument('--steps', type=int, default=0, help='fine-tuning env steps per learner (0: 10 batches)')
     parser.add_argument('--batch', type=int, default=0, help='env steps per policy update (0: config, 50000)')
     parser.add_argument('--step-size', type=float, default=0.0, help='TRPO KL bound (0: config, 0.5)')
-    parser.add_argument('--samples', type=int, default=0, help="MPC K (0: the agent's moving-forward K)")
-    parser.add_argument('--horizon', type=int, default=0, help="MPC H (0: the agent's moving-forward H)")
+    parser.add_argument('--num-samples', type=int, default=0,
+                        help="MPC K (0: the agent's moving-forward K, config/<agent>.yaml)")
+    parser.add_argument('--horizon', type=int, default=0, help="MPC H (0: the agent's moving-forward H, config/<agent>.yaml)")
     parser.add_argument('--mpc-rollouts', type=int, default=0, help='expert rollouts (0: config)')
     parser.add_argument('--dagger-iterations', type=int, default=-1, help='(-1: config)')
     parser.add_argument('--dagger-rollouts', type=int, default=0, help='(0: config)')
@@ -64,13 +65,21 @@ def _settings(args) -> dict:
         'dagger_iterations': args.dagger_iterations if args.dagger_iterations >= 0 else int(a['dagger_iterations']),
         'dagger_rollouts': args.dagger_rollouts or int(a['dagger_rollouts']),
         'dagger_epochs': int(a['dagger_epochs']), 'mpc_noise_std': float(cfg['mpc_noise_std']),
-        'samples': args.samples, 'horizon': args.horizon,
+        'num_samples': args.num_samples, 'horizon': args.horizon,
         'imitation': dict(cfg['imitation'], **({'lr': 1e-3, 'batch_size': 512, 'std': 0.5} if args.released else {})),
         'imitation_values': 'released code' if args.released else 'appendix B.1',
         'batch': batch, 'steps': args.steps or 10 * batch, 'discount': float(learner['discount']),
         'step_size': args.step_size or float(cfg['trpo']['step_size']),
         'ppo': cfg['ppo'],
     }
+
+
+def _renamed(saved: dict) -> dict:
+    """settings.json of a run made before K was called num_samples everywhere ('samples' then): same meaning,
+    so such a run still resumes and reports."""
+    if 'samples' in saved and 'num_samples' not in saved:
+        saved = {('num_samples' if k == 'samples' else k): v for k, v in saved.items()}
+    return saved
 
 
 def _learner(settings: dict, env, seed: int):
@@ -219,7 +228,7 @@ def run_chain(args) -> int:
     settings = _settings(args)
     saved = out / 'settings.json'
     if saved.exists():
-        old = json.loads(saved.read_text())
+        old = _renamed(json.loads(saved.read_text()))
         # more fine-tuning steps extend a run; anything else would mix two experiments in one folder
         if {k: v for k, v in old.items() if k != 'steps'} != \
                 {k: v for k, v in json.loads(json.dumps(settings)).items() if k != 'steps'}:
@@ -256,7 +265,7 @@ def run_chain(args) -> int:
     stages_log = ddir / 'stages.jsonl'
     done_stages = [json.loads(x) for x in stages_log.read_text().splitlines()] if stages_log.exists() else []
     task = MovingForwardTask.for_agent(spec)
-    K = settings['samples'] or int(spec.forward_planner_defaults['num_samples'])
+    K = settings['num_samples'] or int(spec.forward_planner_defaults['num_samples'])
     H = settings['horizon'] or int(spec.forward_planner_defaults['horizon'])
     planner = make_planner('random_shooting', spec.action_dim, H, K, args.seed)
     im = settings['imitation']
@@ -371,7 +380,7 @@ def write_report(report: str, runs: list, fraction: float) -> int:
         before = sum(c.get(k, 0) for k in ('random', 'mpc', 'dagger', 'policy_evaluation'))
         from mbmf_ros.core.agents import get_agent
         spec = get_agent(s['agent'])
-        K = s['samples'] or spec.forward_planner_defaults['num_samples']
+        K = _renamed(s)['num_samples'] or spec.forward_planner_defaults['num_samples']
         H = s['horizon'] or spec.forward_planner_defaults['horizon']
         lines.append(f"| {s['agent']} | {s['learner']} | {s['seed']} | {s['batch']} | {s['steps']} | {before} "
                      f"({c.get('random', 0)} + {c.get('mpc', 0)} + {c.get('dagger', 0)}) | {K}, {H} | "

@@ -11,7 +11,7 @@ MuJoCo hexapod, running in real time, plus the poses a motion-capture system wou
 The board is ``device.DeviceBoard`` (the Python twin of firmware/mbmf_device.c): commands set both sides'
 setpoints (mixed as the simulated robot's board mixes them), its watchdog zeroes them when commands stop,
 telemetry goes out at the configured rate with sensor noise. The line between host and board has the
-throughput of the baud rate, a latency, and byte drops and corruption (config/emulator.yaml). Physics advances in
+throughput of the baud rate, a latency, and byte drops and corruption (the robot_emulator section of config/defaults.yaml). Physics advances in
 1 ms steps tied to the wall clock; ``stats()`` tells what happened (injected faults included).
 """
 from __future__ import annotations
@@ -32,12 +32,6 @@ import yaml
 
 from . import protocol as P
 from .device import DeviceBoard
-
-def default_config_file() -> Path:
-    """config/emulator.yaml of the source tree or of the installed package."""
-    from mbmf_ros.graphs import config_dir
-    return config_dir() / 'emulator.yaml'
-
 
 # key -> (type, low, high)
 KEYS = {
@@ -68,13 +62,23 @@ def _read_yaml(path) -> dict:
     return data
 
 
-def load_emulator_config(path: str | os.PathLike | None = None, defaults: str | os.PathLike | None = None) -> dict:
-    """config/emulator.yaml overridden by the keys of ``path``; ValueError naming the file, key, expected and
-    found value for an unknown key, a wrong type or a value out of range."""
-    defaults = defaults or default_config_file()
+def load_emulator_config(path: str | os.PathLike | None = None, base: dict | None = None) -> dict:
+    """The emulator's settings: ``base`` (the robot_emulator node's parameters; default: its section of
+    config/defaults.yaml with the /** agent, mbmf_ros.settings), overridden by the keys of the YAML file
+    ``path`` (a fault file: ``byte_drop_rate: 0.01``, ...). Only the keys of ``KEYS`` are taken from ``base``.
+    ValueError naming the file, key, expected and found value for an unknown key, a wrong type or a value out of
+    range."""
+    if base is None:
+        from mbmf_ros.settings import config_dir, defaults
+        base, base_source = defaults('robot_emulator'), config_dir() / 'defaults.yaml'
+    else:
+        base_source = 'robot_emulator parameters'
+    sources = [(base_source, {k: v for k, v in base.items() if k in KEYS})]
+    if path:
+        sources.append((path, _read_yaml(path)))
     config = {}
-    for source in [defaults] + ([path] if path else []):
-        for key, value in _read_yaml(source).items():
+    for source, values in sources:
+        for key, value in values.items():
             if key not in KEYS:
                 raise ValueError(f'emulator config {source}: unknown key {key!r}; known keys: {", ".join(KEYS)}')
             kind, low, high = KEYS[key]
@@ -90,7 +94,7 @@ def load_emulator_config(path: str | os.PathLike | None = None, defaults: str | 
             config[key] = value
     missing = sorted(set(KEYS) - set(config))
     if missing:
-        raise ValueError(f'emulator config {defaults}: missing keys {", ".join(missing)}')
+        raise ValueError(f'emulator config {base_source}: missing keys {", ".join(missing)}')
     return config
 
 

@@ -18,7 +18,7 @@ Safety, at two levels: this node's watchdog sends zero commands when no action c
 (and keeps sending them at the control rate); the board's own watchdog (`device_command_timeout_ms`, set by the
 config frame) stops the motors when commands stop arriving, e.g. when the link is lost. A lost link (port error
 or `link_timeout_s` without a valid frame) is closed and reopened with exponential back-off; garbage on the
-line is counted, never raised. Parameters: config/hardware_bridge.yaml.
+line is counted, never raised. Parameters: the hardware_bridge and /** sections of config/defaults.yaml.
 """
 from __future__ import annotations
 
@@ -35,47 +35,44 @@ from mbmf_ros import topics as T
 from mbmf_ros.hardware import protocol as P
 from mbmf_ros.hardware.link import HostLink, LinkSettings, validate_action
 from mbmf_ros.msg import ActionCommand, AgentState
-from mbmf_ros.nodes.common import CONTROL, SENSOR, WATCHDOG_FLAG, overridable, run_node, sec_to_stamp
+from mbmf_ros.nodes.common import (CONTROL, SENSOR, WATCHDOG_FLAG, agent_of, declare_settings, overridable, run_node,
+                                   sec_to_stamp)
 from mbmf_ros.srv import ResetSim
 
 
 class HardwareBridge(Node):
     def __init__(self):
         super().__init__('hardware_bridge')
-        from mbmf_ros.core.agents import get_agent
-        p = lambda name, default: self.declare_parameter(name, default).value  # noqa: E731
-        agent = p('agent', 'hexapod')
-        port = p('port', '')
-        baud = int(p('baud', 57600))
-        self.command_timeout = float(p('command_timeout_s', 0.25))
-        link_timeout = float(p('link_timeout_s', 0.5))
-        backoff, backoff_max = float(p('reconnect_backoff_s', 0.2)), float(p('reconnect_backoff_max_s', 2.0))
-        heartbeat = float(p('heartbeat_period_s', 0.5))
-        device_timeout = int(p('device_command_timeout_ms', 250))
-        telemetry_hz = int(p('telemetry_rate_hz', 100))
-        gains = [int(round(float(p(k, d)) * 256)) for k, d in (('kp', 1.0), ('ki', 0.0), ('kd', 0.0))]
-        poll = float(p('poll_period_s', 0.005))
-        self.battery_low = float(p('battery_low_v', 3.5))
-        self.max_steps = int(p('max_episode_steps', 0))
-        self.max_episodes = int(p('max_episodes', 0))
-        self.wait_for_reset = bool(p('wait_for_reset', False))
-        self.min_state_subscribers = int(p('min_state_subscribers', 1))
-        reset_service = p('reset_service', '')
-        diag_period = float(p('diagnostics_period_s', 1.0))
+        # Every parameter and its default: config/defaults.yaml (hardware_bridge, /**) and config/<agent>.yaml.
+        v = declare_settings(self, 'hardware_bridge')
+        port, baud = v['port'], v['baud']
+        self.command_timeout = v['command_timeout_s']
+        link_timeout = v['link_timeout_s']
+        backoff, backoff_max = v['reconnect_backoff_s'], v['reconnect_backoff_max_s']
+        heartbeat = v['heartbeat_period_s']
+        device_timeout = v['device_command_timeout_ms']
+        telemetry_hz = v['telemetry_rate_hz']
+        gains = [int(round(v[k] * 256)) for k in ('kp', 'ki', 'kd')]     # Q8.8 counts, as the config frame carries them
+        poll = v['poll_period_s']
+        self.battery_low = v['battery_low_v']
+        self.max_steps = v['max_episode_steps']
+        self.max_episodes = v['max_episodes']
+        self.wait_for_reset = v['wait_for_reset']
+        self.min_state_subscribers = v['min_state_subscribers']
+        reset_service = v['reset_service']
+        diag_period = v['diagnostics_period_s']
         if not port:
             raise SystemExit('hardware_bridge: parameter port: empty; give the serial device, e.g. '
                              'port:=/dev/ttyUSB0 (or the path `mbmf-ros emulate-robot` prints)')
         positive = (('baud', baud), ('command_timeout_s', self.command_timeout), ('link_timeout_s', link_timeout),
-                    ('reconnect_backoff_s', backoff), ('poll_period_s', poll), ('heartbeat_period_s', heartbeat))
-        problems = [f'{n} must be > 0, found {v}' for n, v in positive if not v > 0]
+                    ('reconnect_backoff_s', backoff), ('poll_period_s', poll), ('heartbeat_period_s', heartbeat),
+                    ('diagnostics_period_s', diag_period))
+        problems = [f'{n} must be > 0, found {x}' for n, x in positive if not x > 0]
         problems += [f'max_episode_steps and max_episodes must be >= 0, found {self.max_steps}, {self.max_episodes}']\
             if self.max_steps < 0 or self.max_episodes < 0 else []
         if problems:
             raise SystemExit('hardware_bridge: ' + '; '.join(problems))
-        try:
-            self.spec = get_agent(agent)
-        except ValueError as e:
-            raise SystemExit(f'hardware_bridge: parameter agent: {e}')
+        self.spec = agent_of('hardware_bridge', v)
         if self.spec.action_dim != 2 or len(self.spec.joints) != 2:
             raise SystemExit(f'hardware_bridge: agent {self.spec.name} has {self.spec.action_dim} actions and '
                              f'{len(self.spec.joints)} joints; the board protocol drives two motors (left, right)')

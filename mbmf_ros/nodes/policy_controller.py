@@ -11,11 +11,10 @@ Subscribes
 Publishes
   /mbmf/action (mbmf_ros/ActionCommand, source 'policy' or 'zero'), /mbmf/mpc_status (mbmf_ros/MpcStatus, one
   per answered state: planner 'policy', samples 0, horizon 0, solve_time_s = the time to compute the action).
-Parameters
-  agent (hexapod), policy_path ('' : no policy, zero actions), lookahead_m (0.5, m of path ahead searched for
-  the closest segment), stale_after_periods (2.0), num_threads (1), world_frames ([odom, world, map]),
-  wait_for_reference (false; true: in lock-step, hold a state that comes before any reference until one
-  arrives, as mpc_planner does).
+Parameters (defaults: the policy_controller and /** sections of config/defaults.yaml)
+  agent, policy_path ('' : no policy, zero actions), lookahead_m (m of path ahead searched for the closest
+  segment), stale_after_periods, num_threads, world_frames, wait_for_reference (true: in lock-step, hold a state
+  that comes before any reference until one arrives, as mpc_planner does).
 A policy checkpoint for another agent or state layout is refused at start with both names.
 """
 from __future__ import annotations
@@ -28,9 +27,10 @@ from nav_msgs.msg import Path
 from rclpy.node import Node
 
 from mbmf_ros import topics as T
-from mbmf_ros.core.waypoints import DEFAULT_WORLD_FRAMES, PathError, ProgressTracker, WaypointPath
+from mbmf_ros.core.waypoints import PathError, ProgressTracker, WaypointPath
 from mbmf_ros.msg import ActionCommand, AgentState, MpcStatus
-from mbmf_ros.nodes.common import CONTROL, HISTORY, LATCHED, overridable, run_node, stamp_to_sec
+from mbmf_ros.nodes.common import (CONTROL, HISTORY, LATCHED, agent_of, declare_settings, overridable, run_node,
+                                   stamp_to_sec)
 from mbmf_ros.nodes.waypoint_manager import msg_to_points
 
 
@@ -39,21 +39,17 @@ class PolicyController(Node):
         super().__init__('policy_controller')
         import torch
 
-        from mbmf_ros.core.agents import get_agent
         from mbmf_ros.io.checkpoint import load_policy
 
-        p = lambda name, default: self.declare_parameter(name, default).value  # noqa: E731
-        agent = p('agent', 'hexapod')
-        policy_path = p('policy_path', '')
-        self.lookahead_m = float(p('lookahead_m', 0.5))
-        self.stale_after_periods = float(p('stale_after_periods', 2.0))
-        num_threads = int(p('num_threads', 1))
-        self.world_frames = tuple(p('world_frames', list(DEFAULT_WORLD_FRAMES)))
-        self.wait_for_reference = bool(p('wait_for_reference', False))
-        try:
-            self.spec = get_agent(agent)
-        except ValueError as e:
-            raise SystemExit(f'policy_controller: parameter agent: {e}')
+        # Every parameter and its default: config/defaults.yaml (policy_controller, /**) and config/<agent>.yaml.
+        v = declare_settings(self, 'policy_controller')
+        agent, policy_path = v['agent'], v['policy_path']
+        self.lookahead_m = v['lookahead_m']
+        self.stale_after_periods = v['stale_after_periods']
+        num_threads = v['num_threads']
+        self.world_frames = tuple(v['world_frames'])
+        self.wait_for_reference = v['wait_for_reference']
+        self.spec = agent_of('policy_controller', v)
         if not self.stale_after_periods > 0:
             raise SystemExit(f'policy_controller: stale_after_periods must be > 0, found {self.stale_after_periods}')
         if num_threads > 0:

@@ -7,8 +7,10 @@ Publishes /mocap/pose (geometry_msgs/PoseStamped, frame odom, stamped at capture
 later; noise and dropouts as configured) and /diagnostics (the emulator's counters, injected faults included).
 Services: /emulator/reset (mbmf_ros/srv/ResetSim: the operator puts the robot back), /emulator/unplug
 (std_srvs/Trigger: the serial link disappears for `unplug_s` seconds, then a new pty appears).
-Parameters: config (a YAML file overriding config/emulator.yaml; '' = the defaults), link_path, unplug_s,
-diagnostics_period_s.
+Parameters (defaults: the robot_emulator and /** sections of config/defaults.yaml): link_path, unplug_s,
+diagnostics_period_s, the emulator's settings (agent, seed, baud, latency and fault rates, sensor noise, mocap:
+``mbmf_ros.hardware.emulator.KEYS``), and config: a YAML file of some of those settings, applied on top (a fault
+file, `--emulator-config FILE`; '' = none).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from std_srvs.srv import Trigger
 
 from mbmf_ros import topics as T
 from mbmf_ros.msg import ActionCommand  # noqa: F401 - the interfaces must be importable (a clear error if not)
-from mbmf_ros.nodes.common import SENSOR, run_node, sec_to_stamp
+from mbmf_ros.nodes.common import SENSOR, declare_settings, run_node, sec_to_stamp
 from mbmf_ros.srv import ResetSim
 
 
@@ -38,11 +40,13 @@ class RobotEmulatorNode(Node):
     def __init__(self):
         super().__init__('robot_emulator')
         from mbmf_ros.hardware.emulator import RobotEmulator, load_emulator_config
-        config_file = self.declare_parameter('config', '').value
-        link_path = self.declare_parameter('link_path', '').value
-        self.unplug_s = float(self.declare_parameter('unplug_s', 2.0).value)
+        v = declare_settings(self, 'robot_emulator')
+        link_path, self.unplug_s = v['link_path'], v['unplug_s']
+        for name in ('unplug_s', 'diagnostics_period_s'):
+            if not v[name] > 0:
+                raise SystemExit(f'robot_emulator: parameter {name}: must be > 0, found {v[name]}')
         try:
-            self.config = load_emulator_config(config_file or None)
+            self.config = load_emulator_config(v['config'] or None, base=v)
             self.emulator = RobotEmulator(self.config, link_path=link_path or None, on_mocap=self.on_mocap,
                                           log=self._log)
         except ValueError as e:
@@ -51,7 +55,7 @@ class RobotEmulatorNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, T.DIAGNOSTICS, 10)
         self.create_service(ResetSim, T.EMULATOR_RESET, self.on_reset)
         self.create_service(Trigger, T.EMULATOR_UNPLUG, self.on_unplug)
-        self.create_timer(float(self.declare_parameter('diagnostics_period_s', 0.25).value), self.publish_diagnostics)
+        self.create_timer(v['diagnostics_period_s'], self.publish_diagnostics)
         path = self.emulator.start()
         faults = {k: self.config[k] for k in ('byte_corruption_rate', 'byte_drop_rate', 'latency_ms',
                                               'mocap_noise_m', 'mocap_dropout_rate', 'mocap_latency_ms')}
