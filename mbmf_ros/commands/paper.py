@@ -150,6 +150,15 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
                   f"{_ms(r['random']['return'])} | {PAPER_SAVED_ROLLOUT[agent]} | K={s['num_samples']}, "
                   f"H={s['horizon']}, {s['epochs']} epochs, {s['iterations']} x {s.get('rollouts_per_iteration', 0)}"
                   f" rollouts; {ev['seeds']} seeds x {s.get('eval_steps')} steps; run at `{sm['commit']}` |")
+        # Re-evaluations of the same final model with other planner settings (`mbmf-ros evaluate --set ...
+        # --out <unit>/evaluation_<name>`), e.g. the paper's horizon where the profile cut it.
+        for extra in sorted((work / f'forward_{agent}').glob('evaluation_*.json')):
+            ev2 = _load(extra)
+            r2, s2 = ev2['results'], ev2['settings']
+            md.append(f"| {agent} (same model, {extra.stem[len('evaluation_'):]}) | {sm['total_steps']} | "
+                      f"{_ms(r2['mpc']['return'])} | {_ms(r2['zero']['return'])} | {_ms(r2['random']['return'])} | "
+                      f"{PAPER_SAVED_ROLLOUT[agent]} | K={s2['num_samples']}, H={s2['horizon']}; {ev2['seeds']} seeds x "
+                      f"{s2.get('eval_steps')} steps; run at `{ev2['commit']}` |")
     md += ['', 'Return: sum over the episode of the appendix C.2 reward of the true transitions (world-frame x '
            'velocity of the centre of mass + alive bonus - action cost; an episode ends when the hopper or ant '
            'falls), mean ± std over start states; all controllers start from the same states.', '']
