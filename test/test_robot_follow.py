@@ -22,11 +22,14 @@ def test_follow_on_the_emulated_robot_with_a_bad_link(ros_env, tmp_path):
     # the cable: the board stopped on its own 250 ms watchdog, the bridge lost the link and got it back
     assert emu['disconnects'] == 1 and 0 <= emu['unplug_to_stop_ms'] <= 250 + 25, detail
     assert link['link_losses'] >= 1 and link['reconnects'] >= 1 and link['state'] == 'up', detail
-    # corruption: every damaged frame to the host was dropped as corrupt (a hit delimiter can merge or split one;
-    # the two counters are read from /diagnostics of two processes, up to a diagnostics period apart)
+    # corruption: every damaged frame to the host was dropped as corrupt, and nothing else was (a hit delimiter can
+    # merge or split one; the two counters are read from /diagnostics of two processes, up to a diagnostics period
+    # apart). The pulled cable makes the lower bound looser: the board's frames written after the cable is back
+    # but before the bridge's back-off has reopened the port are lost (with ~35% of them damaged, ~30 at load).
+    # The exact match without a pulled cable is bench/bench_robot_follow.py's figure.
     damaged = emu['to_host.frames_damaged']
     assert damaged > 10, detail
-    assert abs(link['frames_corrupt'] - damaged) <= 0.1 * damaged + 5, detail
+    assert 0.75 * damaged - 5 <= link['frames_corrupt'] <= 1.1 * damaged + 5, detail
     assert link['frames_missing'] >= 0.9 * damaged, detail    # + the frames sent while the cable was out
     assert abs(emu['device_frames_corrupt'] - emu['to_device.frames_damaged']) \
         <= 0.1 * emu['to_device.frames_damaged'] + 3, detail
