@@ -280,8 +280,8 @@ def _follow_nodes(args: dict) -> list:
         # the distilled follower: same topics and safety as mpc_planner, a 2x64 MLP instead of K x H predictions
         actor = NodeDesc('policy_controller', 'policy_controller', parameters=files + [{
             **sim_time, 'agent': agent, 'policy_path': resolve_path(args['policy'] or default_policy_path(agent)),
-            'num_threads': int(args['num_threads']), 'wait_for_reference': sim and args['mode'] == 'lockstep'}]
-            + qos)
+            'num_threads': int(args['num_threads']), 'wait_for_reference': sim and args['mode'] == 'lockstep',
+            'stop_on_invalid': not sim}] + qos)
     else:
         actor = NodeDesc('baseline_actor', 'random_actor', parameters=files + [{
             'agent': agent, 'seed': seed, 'amplitude': 1.0 if controller == 'random' else 0.0}] + qos)

@@ -52,7 +52,10 @@ def test_policy_controller_answers_every_state_and_says_why(ros, procs, policies
     status = ros.collect(MpcStatus, T.MPC_STATUS)
     pub_state = ros.node.create_publisher(AgentState, T.STATE, CONTROL)
     pub_ref = ros.node.create_publisher(Path, T.REFERENCE, LATCHED)
-    procs.node('policy_controller', params={'agent': 'hexapod', 'policy_path': policies['hexapod']})
+    procs.node('policy_controller', params={'agent': 'hexapod', 'policy_path': policies['hexapod'],
+                                            'stop_on_invalid': True,       # as on a robot (sim:=false)
+                                            # 1 s: a fresh state delivered late on a busy machine is not stale
+                                            'stale_after_periods': 20.0})
     ros.wait_for_subscribers(pub_state, 1, 30)
     ros.wait_for_publishers(T.MPC_STATUS, 1, 30)
     now = lambda: ros.node.get_clock().now().to_msg()  # noqa: E731
@@ -70,12 +73,16 @@ def test_policy_controller_answers_every_state_and_says_why(ros, procs, policies
     old.sec -= 10
     send(_state(spec, old, 2), 3)                                     # stale
     send(_state(spec, now(), 3, names=list(spec.state_names[:-1]) + ['oops']), 4)   # another layout
-    ros.spin_until(lambda: len(actions) >= 4, 30, 'four actions')
+    invalid = _state(spec, now(), 4)
+    invalid.valid, invalid.flags = False, ['pose stale 0.30 s']                      # the mocap pose is late
+    send(invalid, 5)
+    ros.spin_until(lambda: len(actions) >= 5, 30, 'five actions')
     reasons = [s.reason for s in status]
     assert reasons[0] == 'no reference' and reasons[1] == 'ok'
     assert reasons[2].startswith('stale state') and 'is not the hexapod layout' in reasons[3]
-    assert [a.step for a in actions] == [0, 1, 2, 3]
-    assert [a.source for a in actions] == ['zero', 'policy', 'zero', 'zero']
+    assert reasons[4] == 'invalid state: pose stale 0.30 s'
+    assert [a.step for a in actions] == [0, 1, 2, 3, 4]
+    assert [a.source for a in actions] == ['zero', 'policy', 'zero', 'zero', 'zero']
     assert all(v == 0.0 for a in actions if a.source == 'zero' for v in a.values)
     assert status[1].planner == 'policy' and 0 < status[1].solve_time_s < 0.5
     assert any(v != 0.0 for v in actions[1].values)

@@ -52,6 +52,30 @@ def stamp_to_sec(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def check_state(msg, spec, now_s: float, stale_after_s: float, stop_on_invalid: bool):
+    """The safety checks every controller makes before answering an AgentState: (reason for a zero action or None,
+    state (S,) float64 or None). Layout and size against the agent, finite values, a state flagged invalid (a stale
+    or missing sensor such as the motion-capture pose; only with stop_on_invalid, true on a robot), and its age by
+    the node clock now_s (s; 0 before a simulated clock has started)."""
+    import numpy as np
+    names = tuple(msg.names)
+    if names and names != tuple(spec.state_names):
+        return f'state layout {list(names)} is not the {spec.name} layout {list(spec.state_names)}', None
+    if len(msg.values) != spec.state_dim:
+        return f'state has {len(msg.values)} values, expected {spec.state_dim}', None
+    state = np.asarray(msg.values, dtype=np.float64)
+    if not np.isfinite(state).all():
+        return 'state has non-finite values', None
+    if stop_on_invalid and not msg.valid:
+        # a stale or missing sensor makes the state a guess: stop
+        return f'invalid state: {", ".join(msg.flags) or "valid=false"}', state
+    age = now_s - stamp_to_sec(msg.header.stamp)
+    if now_s > 0 and age > stale_after_s:
+        hint = ' (sim-time stamps on a wall clock? set use_sim_time:=true)' if age > 1e6 else ''
+        return f'stale state {age:.3f} s (limit {stale_after_s:.3f} s){hint}', state
+    return None, state
+
+
 def stamp_ns(stamp) -> int:
     """A stamp as integer nanoseconds: exact, for pairing messages by stamp."""
     return stamp.sec * 1_000_000_000 + stamp.nanosec

@@ -45,9 +45,8 @@ from rclpy.node import Node
 from mbmf_ros import topics as T
 from mbmf_ros.core.waypoints import PathError, WaypointPath
 from mbmf_ros.msg import ActionCommand, AgentState, ModelInfo, MpcStatus
-from mbmf_ros.nodes.common import (CONTROL, HISTORY, LATCHED, LATEST, WATCHDOG_FLAG, agent_of, declare_settings,
-                                   overridable, run_node,
-                                   stamp_to_sec)
+from mbmf_ros.nodes.common import (CONTROL, HISTORY, LATCHED, LATEST, WATCHDOG_FLAG, agent_of, check_state,
+                                   declare_settings, overridable, run_node, stamp_to_sec)
 from mbmf_ros.nodes.waypoint_manager import msg_to_points, path_to_msg
 
 
@@ -301,24 +300,12 @@ class MpcPlanner(Node):
 
     def _check(self, msg: AgentState):
         """(reason for a zero action or None, state (S,) float32 or None)."""
-        names = tuple(msg.names)
-        if names and names != tuple(self.spec.state_names):
-            return (f'state layout {list(names)} is not the {self.spec.name} layout '
-                    f'{list(self.spec.state_names)}'), None
-        if len(msg.values) != self.spec.state_dim:
-            return f'state has {len(msg.values)} values, expected {self.spec.state_dim}', None
-        state = np.asarray(msg.values, dtype=np.float64)
-        if not np.isfinite(state).all():
-            return 'state has non-finite values', None
-        state = state.astype(np.float32)
-        if self.stop_on_invalid and not msg.valid:
-            # a stale or missing sensor (on a robot: the motion-capture pose) makes the state a guess: stop
-            return f'invalid state: {", ".join(msg.flags) or "valid=false"}', state
-        now = self.get_clock().now().nanoseconds * 1e-9
-        age = now - stamp_to_sec(msg.header.stamp)
-        if now > 0 and age > self.stale_after_s:
-            hint = ' (sim-time stamps on a wall clock? set use_sim_time:=true)' if age > 1e6 else ''
-            return f'stale state {age:.3f} s (limit {self.stale_after_s:.3f} s){hint}', state
+        reason, state = check_state(msg, self.spec, self.get_clock().now().nanoseconds * 1e-9, self.stale_after_s,
+                                    self.stop_on_invalid)
+        if state is not None:
+            state = state.astype(np.float32)
+        if reason is not None:
+            return reason, state
         if self.model is None:
             return 'no model', state
         if not self.has_reference:

@@ -4,7 +4,8 @@ A drop-in for mpc_planner for a robot whose onboard computer cannot run K x H dy
 the same topics in and out, the same lock-step pairing (one ActionCommand per non-terminal AgentState, stamp
 and step copied) and the same safety: a zero action, with the reason in MpcStatus, when there is no policy, no
 reference (path-following policies), the state is stale (older than stale_after_periods control periods by the
-node clock), its layout is not the agent's, it has non-finite values, or the path is done.
+node clock), it is flagged invalid (a stale or missing sensor such as the motion-capture pose; parameter
+stop_on_invalid, true on a robot), its layout is not the agent's, it has non-finite values, or the path is done.
 
 Subscribes
   /mbmf/state (mbmf_ros/AgentState), /mbmf/reference (nav_msgs/Path, latched; empty = no reference).
@@ -14,7 +15,7 @@ Publishes
 Parameters (defaults: the policy_controller and /** sections of config/defaults.yaml)
   agent, policy_path ('' : no policy, zero actions), lookahead_m (m of path ahead searched for the closest
   segment), stale_after_periods, num_threads, world_frames, wait_for_reference (true: in lock-step, hold a state
-  that comes before any reference until one arrives, as mpc_planner does).
+  that comes before any reference until one arrives, as mpc_planner does), stop_on_invalid.
 A policy checkpoint for another agent or state layout is refused at start with both names.
 """
 from __future__ import annotations
@@ -29,8 +30,8 @@ from rclpy.node import Node
 from mbmf_ros import topics as T
 from mbmf_ros.core.waypoints import PathError, ProgressTracker, WaypointPath
 from mbmf_ros.msg import ActionCommand, AgentState, MpcStatus
-from mbmf_ros.nodes.common import (CONTROL, HISTORY, LATCHED, agent_of, declare_settings, overridable, run_node,
-                                   stamp_to_sec)
+from mbmf_ros.nodes.common import (CONTROL, HISTORY, LATCHED, agent_of, check_state, declare_settings, overridable,
+                                   run_node)
 from mbmf_ros.nodes.waypoint_manager import msg_to_points
 
 
@@ -49,6 +50,7 @@ class PolicyController(Node):
         num_threads = v['num_threads']
         self.world_frames = tuple(v['world_frames'])
         self.wait_for_reference = v['wait_for_reference']
+        self.stop_on_invalid = v['stop_on_invalid']
         self.spec = agent_of('policy_controller', v)
         if not self.stale_after_periods > 0:
             raise SystemExit(f'policy_controller: stale_after_periods must be > 0, found {self.stale_after_periods}')
@@ -136,20 +138,10 @@ class PolicyController(Node):
 
     def _check(self, msg: AgentState):
         """(reason for a zero action or None, state (S,) float64 or None)."""
-        names = tuple(msg.names)
-        if names and names != tuple(self.spec.state_names):
-            return (f'state layout {list(names)} is not the {self.spec.name} layout '
-                    f'{list(self.spec.state_names)}'), None
-        if len(msg.values) != self.spec.state_dim:
-            return f'state has {len(msg.values)} values, expected {self.spec.state_dim}', None
-        state = np.asarray(msg.values, dtype=np.float64)
-        if not np.isfinite(state).all():
-            return 'state has non-finite values', None
-        now = self.get_clock().now().nanoseconds * 1e-9
-        age = now - stamp_to_sec(msg.header.stamp)
-        if now > 0 and age > self.stale_after_s:
-            hint = ' (sim-time stamps on a wall clock? set use_sim_time:=true)' if age > 1e6 else ''
-            return f'stale state {age:.3f} s (limit {self.stale_after_s:.3f} s){hint}', state
+        reason, state = check_state(msg, self.spec, self.get_clock().now().nanoseconds * 1e-9, self.stale_after_s,
+                                    self.stop_on_invalid)
+        if reason is not None:
+            return reason, state
         if self.policy is None:
             return 'no policy', state
         if self.follows_path and self.path is None:
