@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import (add_clock_argument, header_lines, interleaved, measure_peaks, mlp_flops,  # noqa: E402
-                    model_dims, set_clock, table)
+                    model_dims, set_clock, start_state, table)
 
 from mbmf_ros.core.agents import get_agent  # noqa: E402
 from mbmf_ros.core.planners import make_planner  # noqa: E402
@@ -34,16 +34,6 @@ from mbmf_ros.core.tasks import TrajectoryFollowingTask  # noqa: E402
 from mbmf_ros.core.waypoints import WaypointPath  # noqa: E402
 from mbmf_ros.graphs import default_model_path, resolve_path  # noqa: E402
 from mbmf_ros.io.checkpoint import load_checkpoint  # noqa: E402
-
-
-def start_state(spec):
-    s = np.zeros(spec.state_dim, dtype=np.float32)
-    for i, n in enumerate(spec.state_names):
-        if n.startswith('cos_'):
-            s[i] = 1.0
-        if n == 'z':
-            s[i] = 0.015
-    return s
 
 
 def sum_rewards(model, task, state, actions):

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (add_clock_argument, header_lines, interleaved, measure_peaks, mlp_flops,  # noqa: E402
-                    model_dims, set_clock, table)
+                    model_dims, set_clock, start_state, table)
 
 from mbmf_ros.core.agents import get_agent  # noqa: E402
 from mbmf_ros.core.dynamics import DynamicsModel  # noqa: E402
@@ -50,16 +50,6 @@ class Reference:
 
     def predict(self, s, a):
         return self.inner.predict(s, a)
-
-
-def start_state(spec):
-    s = np.zeros(spec.state_dim, dtype=np.float32)
-    for i, n in enumerate(spec.state_names):
-        if n.startswith('cos_'):
-            s[i] = 1.0
-        if n == 'z':
-            s[i] = 0.015
-    return s
 
 
 def agent_setup(agent: str, members: int = 1, device='cpu'):

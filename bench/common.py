@@ -121,6 +121,17 @@ def interleaved(variants: dict, repeats: int, warmup: int = 1) -> dict:
     return {k: {'best': min(v), 'median': statistics.median(v), 'times': v} for k, v in times.items()}
 
 
+def start_state(spec) -> np.ndarray:
+    """A state at rest, (state_dim,) float32: level (every cos = 1), z = 15 mm (the hexapod standing), the rest 0."""
+    s = np.zeros(spec.state_dim, dtype=np.float32)
+    for i, n in enumerate(spec.state_names):
+        if n.startswith('cos_'):
+            s[i] = 1.0
+        if n == 'z':
+            s[i] = 0.015
+    return s
+
+
 def table(headers, rows) -> str:
     """A GitHub markdown table (strings as given; floats with 2 decimals)."""
     def cell(v):
