@@ -19,7 +19,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
+from mbmf_ros.io.yaml_files import read_yaml_mapping
 
 PACKAGE = 'mbmf_ros'
 DEFAULTS_FILE = 'defaults.yaml'
@@ -95,17 +95,7 @@ def read_params_file(path: str | os.PathLike) -> dict:
 
 @lru_cache(maxsize=64)
 def _read_params_file(path: str, _mtime: int) -> dict:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise ValueError(f'parameter file {path}: {e.strerror}') from None
-    except yaml.YAMLError as e:
-        raise ValueError(f'parameter file {path}: not YAML: {e}') from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f'parameter file {path}: expected a mapping of node names to '
-                         f'{{ros__parameters: ...}}, found {type(data).__name__}')
+    data = read_yaml_mapping(path, 'parameter file', 'a mapping of node names to {ros__parameters: ...}')
     out = {}
     for key, section in data.items():
         if not isinstance(section, dict) or set(section) != {'ros__parameters'} \

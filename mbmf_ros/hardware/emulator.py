@@ -24,11 +24,11 @@ import select
 import threading
 import time
 import tty
-from pathlib import Path
 
 import mujoco
 import numpy as np
-import yaml
+
+from mbmf_ros.io.yaml_files import read_yaml_mapping
 
 from . import protocol as P
 from .device import DeviceBoard
@@ -48,20 +48,6 @@ KEYS = {
 }
 
 
-def _read_yaml(path) -> dict:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise ValueError(f'emulator config {path}: {e.strerror}') from None
-    except yaml.YAMLError as e:
-        raise ValueError(f'emulator config {path}: not YAML: {e}') from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f'emulator config {path}: expected a mapping of keys to values, found {type(data).__name__}')
-    return data
-
-
 def load_emulator_config(path: str | os.PathLike | None = None, base: dict | None = None) -> dict:
     """The emulator's settings: ``base`` (the robot_emulator node's parameters; default: its section of
     config/defaults.yaml with the /** agent, mbmf_ros.settings), overridden by the keys of the YAML file
@@ -75,7 +61,7 @@ def load_emulator_config(path: str | os.PathLike | None = None, base: dict | Non
         base_source = 'robot_emulator parameters'
     sources = [(base_source, {k: v for k, v in base.items() if k in KEYS})]
     if path:
-        sources.append((path, _read_yaml(path)))
+        sources.append((path, read_yaml_mapping(path, 'emulator config', 'a mapping of keys to values')))
     config = {}
     for source, values in sources:
         for key, value in values.items():
