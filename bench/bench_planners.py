@@ -139,26 +139,37 @@ def planners_table(K, H, members_list, repeats, peaks):
 
 
 def path_table(K, H, counts, repeats):
-    """The same 3-segment geometry resampled to n waypoints: the planner's cost against n."""
+    """The same 3-segment geometry resampled to n waypoints, and n waypoints along a curve: the planner's cost
+    against n (the reward measures against the path through fewer waypoints, core.waypoints.simplify)."""
     spec, model, _, state = agent_setup('hexapod')
-    corners = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [2.0, 1.0]])
-    v = {}
+    # 2 m legs: 5000 waypoints are then 1.2 mm apart (closer ones would be merged, waypoints.validate_path).
+    corners = np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [4.0, 2.0]])
+    paths = {}
     for n in counts:
         if n == len(corners):
-            pts = corners
+            paths[(n, 'polyline')] = corners
         else:
             per = max(1, (n - 1) // 3)
-            pts = np.concatenate([np.linspace(corners[i], corners[i + 1], per, endpoint=False) for i in range(3)]
-                                 + [corners[-1:]])
-        task = TrajectoryFollowingTask(WaypointPath(pts), lookahead_m=0.5)
+            paths[(n, 'polyline')] = np.concatenate(
+                [np.linspace(corners[i], corners[i + 1], per, endpoint=False) for i in range(3)] + [corners[-1:]])
+    # A half circle of 2 m radius from the start, a left turn: no waypoint lies on a straight stretch.
+    theta = np.linspace(0.0, np.pi, max(counts))
+    paths[(max(counts), 'half circle, r = 2 m')] = 2.0 * np.stack([np.sin(theta), 1.0 - np.cos(theta)], 1)
+    v, windows, given = {}, {}, {}
+    for key, pts in paths.items():
+        path = WaypointPath(pts)
+        given[key] = len(path)              # after merging waypoints closer than 1 mm (waypoints.validate_path)
+        task = TrajectoryFollowingTask(path, lookahead_m=0.5)
         task.update(state)
+        windows[key] = len(task._window[0])
         p = make_planner('random_shooting', spec.action_dim, H, K, seed=0)
-        v[len(pts)] = lambda p=p, task=task: p.plan(model, task, state)
+        v[key] = lambda p=p, task=task: p.plan(model, task, state)
     res = interleaved(v, repeats)
-    base = res[min(res)]['best']
-    rows = [[n, f'{r["best"] * 1e3:.1f}', f'{r["median"] * 1e3:.1f}', f'{r["best"] / base:.2f}']
-            for n, r in res.items()]
-    return table(['waypoints', 'ms/plan (best)', 'median', 'cost vs 4 waypoints'], rows)
+    base = res[(len(corners), 'polyline')]['best']
+    rows = [[given[(n, shape)], shape, windows[(n, shape)], f'{r["best"] * 1e3:.1f}', f'{r["median"] * 1e3:.1f}',
+             f'{r["best"] / base:.2f}'] for (n, shape), r in res.items()]
+    return table(['waypoints', 'path', 'segments in the reward\'s window', 'ms/plan (best)', 'median',
+                  'cost vs 4 waypoints'], rows)
 
 
 def gpu_table(repeats):
@@ -200,7 +211,8 @@ def main() -> int:
     print(speed_table(configs, args.repeats, peaks))
     print('\n### Every planner, hexapod K=1000 H=10 (E: ensemble members)\n')
     print(planners_table(1000, 10, [1] if args.quick else [1, 5], args.repeats, peaks))
-    print('\n### Path length: random shooting K=1000 H=10, the same 3-segment path with more waypoints\n')
+    print('\n### Path length: random shooting K=1000 H=10, the same 3-segment path with more waypoints, and a '
+          'curve\n')
     print(path_table(1000, 10, [4, 1000] if args.quick else [4, 1000, 5000], args.repeats))
     print('\n### GPU\n')
     print(gpu_table(args.repeats))

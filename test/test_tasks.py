@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask, make_task
-from mbmf_ros.core.waypoints import WaypointPath
+from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask, _project, make_task
+from mbmf_ros.core.waypoints import ProgressTracker, WaypointPath
 
 torch.set_num_threads(1)
 L_PATH = [[0.0, 0.0], [1.0, 0.0], [1.0, 2.0]]
@@ -188,3 +188,35 @@ def test_moving_forward_for_every_real_agent():
         r = task.reward(torch.zeros(4, S), torch.ones(4, A), torch.zeros(2, 4, S))
         assert r.shape == (2, 4)
         assert torch.allclose(r, torch.full((2, 4), table[name]), atol=1e-9), name
+
+
+def test_dense_path_rewards_a_simplified_window_and_tracks_the_given_path():
+    """A global planner's path, a pose every 3 mm along straight legs and a half circle: the reward measures
+    against the path through fewer waypoints (within 0.1 mm of all), so its window holds a few segments instead
+    of 160, the cross-track error is the full projection's to 0.1 mm and the progress per step to 2 mm (for
+    candidates up to 15 cm off the 1 m curve), while the tracking (segment, progress, done) is that of the path
+    as given."""
+    theta = np.linspace(0, np.pi, 1000)
+    arc = np.stack([np.sin(theta), 1 - np.cos(theta)], 1)
+    dense = np.concatenate([np.linspace([-1.0, 0.0], [0.0, 0.0], 333, endpoint=False), arc,
+                            np.linspace([0.0, 2.0], [-1.0, 2.0], 334)[1:]])
+    path = WaypointPath(dense)
+    task = TrajectoryFollowingTask(path, lookahead_m=0.5, heading_weight=0.0, clamp_progress=False)
+    tracker = ProgressTracker(path, lookahead_m=0.5, goal_tolerance_m=task.goal_tolerance_m)
+    rng = np.random.default_rng(0)
+    for x0 in (-0.2, 0.3):                                          # on the first leg, then on the curve
+        s0 = np.array([x0, 0.02 if x0 < 0 else 1 - math.sqrt(1 - x0 * x0), 0.0])
+        got, want = task.update(s0), tracker.update(s0[:2])
+        assert got == want and got.segment > 0
+        assert len(task._window[0]) < 30                            # of the 1665 segments, 160 in 0.5 m
+        xy = s0[:2] + np.cumsum(rng.normal(0.01, 0.01, (64, 6, 2)), 1)
+        states = _states(np.concatenate([np.broadcast_to(s0[:2], (64, 1, 2)), xy], 1)).unsqueeze(0)
+        r = task.step_rewards(states, None)
+        perp_s, prog_s, _ = task.measure(states[..., :2])
+        # The full projection onto the given path's segments of the same window.
+        lo, hi = path.segment_window(got.segment, 0.5, got.progress_m)
+        perp, prog, _ = _project(states[..., :2], *[t[lo:hi] for t in path.as_tensors()[:4]])
+        torch.testing.assert_close(perp_s, perp, rtol=0, atol=1.1e-4)
+        gain_s, gain = prog_s.diff(dim=-1), prog.diff(dim=-1)
+        torch.testing.assert_close(gain_s, gain, rtol=0, atol=2e-3)      # ~ offset / radius x chord / 2
+        torch.testing.assert_close(r, task.beta * gain_s - task.alpha * perp_s[..., 1:])

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from mbmf_ros.core.state import wrap_angle
-from mbmf_ros.core.waypoints import ProgressTracker, TrackingState, WaypointPath
+from mbmf_ros.core.waypoints import ProgressTracker, TrackingState, WaypointPath, simplify
 
 
 TASKS = ('trajectory_following', 'moving_forward')
@@ -119,13 +120,23 @@ class TrajectoryFollowingTask(Task):
             self.tracker = None
             return
         self.tracker = ProgressTracker(path, self.lookahead_m, self.goal_tolerance_m)
-        self._starts, self._vectors, self._lengths, self._cum, self._headings = path.as_tensors()
+        # The reward measures against the path through fewer waypoints (every given one within 0.1 mm of it,
+        # waypoints.simplify): a global planner's pose every few cm along a straight stretch costs what one
+        # segment does. The tracker keeps the path as given: its segment, progress and done are unchanged.
+        self._vertices = simplify(path.points)
+        self._starts, self._vectors, self._lengths, self._cum, self._headings = path.as_tensors(
+            vertices=self._vertices)
         self._update_mask()
 
     def _update_mask(self) -> None:
         lo, hi = self.path.segment_window(self.tracker.segment, self.lookahead_m, self.tracker.progress_m)
+        # The simplified segments that cover the given path's segments lo .. hi-1, and always the one after the
+        # first (as segment_window does: at a corner the next segment must be in view).
+        v = self._vertices
+        lo = int(np.searchsorted(v, lo, side='right')) - 1
+        hi = min(max(int(np.searchsorted(v, hi, side='left')), lo + 2), len(v) - 1)
         # Only the window's segments enter the batched projection: its temporaries are E x K x (hi - lo), so a
-        # path with thousands of waypoints (a global planner's poses every few cm) costs what a short one does.
+        # path with thousands of waypoints costs what a short one does.
         self._lo = lo
         self._window = tuple(t[lo:hi] for t in (self._starts, self._vectors, self._lengths, self._cum,
                                                  self._headings))
@@ -146,8 +157,8 @@ class TrajectoryFollowingTask(Task):
         return self.tracking
 
     def measure(self, xy):
-        """(perp (...,) m, progress (...,) m, segment (...,) index into the whole path) of points xy (..., 2)
-        under the current search window."""
+        """(perp (...,) m, progress (...,) m along the reward's path, segment (...,) index of the reward's
+        (simplified) path) of points xy (..., 2) under the current search window."""
         perp, prog, seg = self._measure(xy)
         return perp, prog, seg + self._lo
 

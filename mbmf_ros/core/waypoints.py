@@ -25,6 +25,9 @@ DEFAULT_WORLD_FRAMES = ('odom', 'world', 'map')
 # usable direction (its heading is noise) and its own "closest segment" ties at a corner.
 MERGE_DISTANCE_M = 1e-3
 MIN_SEGMENT_LENGTH_M = MERGE_DISTANCE_M
+# The planner's reward sees a path through fewer waypoints, every given waypoint within this (m) of it
+# (``simplify``): 1/500 of the goal tolerance, 1/10 of MERGE_DISTANCE_M, far below what a robot tracks.
+SIMPLIFY_TOLERANCE_M = 1e-4
 
 
 class PathError(ValueError):
@@ -61,16 +64,46 @@ def validate_path(points, frame_id: str | None = None, accepted_frames: Iterable
         i = int(np.flatnonzero(bad)[0])
         raise PathError(f'{source}: waypoint {i} is not finite: {arr[i].tolist()} '
                         f'({int(bad.sum())} non-finite waypoint(s) in all)')
-    keep = [0]
-    for i in range(1, len(arr)):
-        if np.linalg.norm(arr[i] - arr[keep[-1]]) >= MERGE_DISTANCE_M:
-            keep.append(i)
-        elif i == len(arr) - 1 and len(keep) > 1:
-            keep[-1] = i          # the end of the path stays where it was given
+    if (np.linalg.norm(np.diff(arr, axis=0), axis=1) >= MERGE_DISTANCE_M).all():
+        keep = list(range(len(arr)))          # the usual case: nothing to merge, no loop over thousands of points
+    else:
+        keep = [0]
+        for i in range(1, len(arr)):
+            if np.linalg.norm(arr[i] - arr[keep[-1]]) >= MERGE_DISTANCE_M:
+                keep.append(i)
+            elif i == len(arr) - 1 and len(keep) > 1:
+                keep[-1] = i          # the end of the path stays where it was given
     if len(keep) < 2:
         raise PathError(f'{source}: all {len(arr)} waypoints lie within {MERGE_DISTANCE_M} m of '
                         f'{arr[0].tolist()}: a path needs two points at least {MERGE_DISTANCE_M} m apart')
     return np.ascontiguousarray(arr[keep])
+
+
+def simplify(points, tolerance_m: float = SIMPLIFY_TOLERANCE_M) -> np.ndarray:
+    """Indices (sorted, first and last included) of the waypoints (N, 2) that a polyline through them needs to
+    pass within ``tolerance_m`` (m) of every waypoint (Douglas-Peucker): the waypoints a global planner puts
+    every few cm along a straight stretch reduce to its two ends, those along a curve of radius r to one every
+    sqrt(8 r tolerance_m) or so (28 mm at r = 1 m, 0.1 mm)."""
+    pts = np.asarray(points, dtype=np.float64)[:, :2]
+    n = len(pts)
+    keep = np.zeros(n, dtype=bool)
+    keep[[0, -1]] = True
+    # Every span between kept waypoints is split at once, at its waypoint farthest from its chord: the
+    # recursion's result, in as many vectorised passes as the recursion is deep (5000 waypoints: a few ms).
+    while True:
+        kept = np.flatnonzero(keep)
+        span = np.minimum(np.searchsorted(kept, np.arange(n), side='right') - 1, len(kept) - 2)
+        a = pts[kept[span]]
+        chord, rel = pts[kept[span + 1]] - a, pts - a
+        length2 = (chord * chord).sum(1)
+        t = np.clip((rel * chord).sum(1) / np.where(length2 > 0, length2, 1.0), 0.0, 1.0)
+        dist = np.linalg.norm(rel - t[:, None] * chord, axis=1)
+        dist[keep] = -1.0
+        farthest = np.maximum.reduceat(dist, kept[:-1])[span]
+        split = np.flatnonzero((dist == farthest) & (dist > tolerance_m))
+        if len(split) == 0:
+            return kept
+        keep[split[np.unique(span[split], return_index=True)[1]]] = True       # the first one of each span
 
 
 def transform_points(points, pose) -> np.ndarray:
@@ -160,13 +193,20 @@ class WaypointPath:
         i = int(min(np.searchsorted(self.cumulative, s, side='right') - 1, self.num_segments - 1))
         return self.starts[i] + self.vectors[i] * ((s - self.cumulative[i]) / self.lengths[i])
 
-    def as_tensors(self, dtype=None, device=None):
+    def as_tensors(self, dtype=None, device=None, vertices=None):
         """(starts (M, 2), vectors (M, 2), lengths (M,), cumulative starts (M,), headings (M,)) as torch tensors,
-        for the batched reward in ``core.tasks``."""
+        for the batched reward in ``core.tasks``; with ``vertices`` (sorted waypoint indices, e.g. from
+        ``simplify``) those of the polyline through only those waypoints (M = len(vertices) - 1)."""
         import torch
         dtype = dtype or torch.float32
         f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)  # noqa: E731
-        return (f(self.starts), f(self.vectors), f(self.lengths), f(self.cumulative[:-1]), f(self.headings))
+        if vertices is None:
+            return (f(self.starts), f(self.vectors), f(self.lengths), f(self.cumulative[:-1]), f(self.headings))
+        pts = self.points[np.asarray(vertices)]
+        vectors = np.diff(pts, axis=0)
+        lengths = np.linalg.norm(vectors, axis=1)
+        return (f(pts[:-1]), f(vectors), f(lengths), f(np.concatenate([[0.0], np.cumsum(lengths)[:-1]])),
+                f(np.arctan2(vectors[:, 1], vectors[:, 0])))
 
 
 @dataclass(frozen=True)
