@@ -134,7 +134,8 @@ class WaypointPath:
     def project(self, xy, first: int = 0, lookahead_m: float | None = None,
                 from_m: float | None = None, prefer_later: bool = False) -> Projection:
         """Project one point (x, y) onto the closest segment of the window (see ``segment_window``).
-        Ties go to the earliest segment, or with ``prefer_later`` to the latest (at a corner: the next one)."""
+        Ties go to the segment whose projection is nearest the arc length ``from_m`` (when given: legs of a path
+        that overlap), then to the earliest, or with ``prefer_later`` to the latest (at a corner: the next one)."""
         p = np.asarray(xy, dtype=np.float64)[:2]
         if p.shape != (2,) or not np.all(np.isfinite(p)):
             raise ValueError(f'WaypointPath.project: point (x, y) must be 2 finite numbers in metres, found '
@@ -145,8 +146,15 @@ class WaypointPath:
         t = np.clip((rel * vecs).sum(1) / lens ** 2, 0.0, 1.0)
         closest = starts + t[:, None] * vecs
         dist = np.linalg.norm(p[None, :] - closest, axis=1)
-        # Ties within 1 um: a point at or past a corner is as close to both segments.
-        k = int(np.flatnonzero(dist <= dist.min() + 1e-6)[-1]) if prefer_later else int(np.argmin(dist))
+        # Ties within 1 um: a point at or past a corner is as close to both segments. A path that turns back on
+        # itself (a reversal on a line) ties everywhere its legs overlap: there the segment whose projection
+        # continues the progress so far wins (the return leg's end lies on the way out; jumping to it would
+        # finish the path halfway along its first leg). At a corner both give the same progress.
+        tied = np.flatnonzero(dist <= dist.min() + 1e-6)
+        if from_m is not None and len(tied) > 1:
+            gap = np.abs(self.cumulative[lo + tied] + t[tied] * lens[tied] - float(from_m))
+            tied = tied[gap <= gap.min() + 1e-6]
+        k = int(tied[-1]) if prefer_later else int(tied[0])
         i = lo + k
         cross = vecs[k, 0] * rel[k, 1] - vecs[k, 1] * rel[k, 0]
         sign = 1.0 if cross >= 0 else -1.0
