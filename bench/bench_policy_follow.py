@@ -2,8 +2,9 @@
 
 Paths: the example paths in config/paths/; paths drawn by hand for this benchmark and never used in training
 (HAND_DRAWN: sharp corners both ways up to 175 degrees, U-turns, zig-zags, an S-curve given every centimetre,
-starts behind and beside the robot, ...); and HELD_OUT random paths of `core.waypoints.training_path` drawn
-with seeds HELD_OUT_SEED + i (training draws its paths with seeds below 100 000, so none of these was seen).
+starts behind and beside the robot, ...; all at least 0.5 m long: a run is done 5 cm before the end, which
+caps a shorter path's completion below 0.9); and HELD_OUT_COUNT random paths of `core.waypoints.training_path`
+drawn by one generator seeded HELD_OUT_SEED (training seeds each path with a number below 100 000).
 Controllers (in process, no ROS, one torch thread): the MPC of `mbmf-ros follow` (random shooting, the agent's
 K and H, the shipped dynamics model), the shipped policy (config/models/hexapod_follow_policy.pt), zero
 actions and uniform random actions. Prints mean cross-track error in body lengths, completion, steps and the
@@ -25,7 +26,7 @@ import torch
 import yaml
 
 from mbmf_ros.core.agents import get_agent
-from mbmf_ros.core.waypoints import training_path
+from mbmf_ros.core.waypoints import path_length, training_path
 from mbmf_ros.graphs import config_dir, default_model_path, default_policy_path, resolve_path
 from mbmf_ros.io.checkpoint import load_checkpoint, load_policy
 from mbmf_ros.sim.closed_loop import follow_in_process
@@ -55,13 +56,13 @@ HAND_DRAWN = {
     'hairpin_175_left': [[0.0, 0.0], [0.4, 0.0], [0.0, 0.035]],
     'hairpin_175_right': [[0.0, 0.0], [0.4, 0.0], [0.0, -0.035]],
     'corner_150_right': [[0.0, 0.0], [0.35, 0.0], [0.05, -0.17]],
-    'corner_90_short': [[0.0, 0.0], [0.12, 0.0], [0.12, 0.12]],
+    'stairs_15cm': [[0.0, 0.0], [0.15, 0.0], [0.15, 0.15], [0.3, 0.15], [0.3, 0.3], [0.45, 0.3]],
     'u_turn_tight_left': [[0.0, 0.0], [0.4, 0.0], [0.4, 0.1], [0.0, 0.1]],
     'zigzag_sharp': [[0.0, 0.0], [0.2, 0.0], [0.05, 0.1], [0.25, 0.2], [0.1, 0.3]],
     's_curve_dense': _s_curve_dense(),
     'square_loop': [[0.0, 0.0], [0.4, 0.0], [0.4, 0.4], [0.0, 0.4], [0.0, 0.05]],
     'start_behind': [[-0.2, 0.0], [0.5, 0.0]],
-    'start_beside': [[0.0, 0.15], [0.6, 0.15]],
+    'start_beside': [[0.0, 0.1], [1.0, 0.1]],
     'start_crossing': [[0.1, -0.2], [0.1, 0.4]],
     'long_straight': [[0.0, 0.0], [1.5, 0.0]],
 }
@@ -69,12 +70,20 @@ HELD_OUT_SEED = 1_000_000
 HELD_OUT_COUNT = 12
 
 
+MIN_LENGTH_M = 0.5      # a run is done 5 cm (goal_tolerance_m) before the end: shorter paths end below 0.9
+
+
 def held_out_paths(count: int = HELD_OUT_COUNT, settings: dict | None = None) -> dict:
-    """``count`` random paths of the training generator with seeds HELD_OUT_SEED + i (never trained on)."""
+    """``count`` random paths of the training generator, at least MIN_LENGTH_M long, drawn with one generator
+    seeded HELD_OUT_SEED (training seeds its paths with seeds below 100 000: none of these was trained on)."""
     if settings is None:
         settings = yaml.safe_load((config_dir() / 'mbmf.yaml').read_text())['hexapod_follow']['paths']
-    return {f'random_{i:02d}': training_path(np.random.default_rng(HELD_OUT_SEED + i), **settings).tolist()
-            for i in range(count)}
+    rng, paths = np.random.default_rng(HELD_OUT_SEED), {}
+    while len(paths) < count:
+        p = training_path(rng, **settings)
+        if path_length(p) >= MIN_LENGTH_M:
+            paths[f'random_{len(paths):02d}'] = p.tolist()
+    return paths
 
 
 class _Baseline:
@@ -120,7 +129,7 @@ def main() -> int:
     print(f'hexapod; MPC: random_shooting K={spec.planner_defaults["num_samples"]} H={spec.planner_defaults["horizon"]}'
           f'; policy: {policy_file} ({meta.get("env_steps", "?")} env steps of DAgger, hidden '
           f'{list(policy.hidden_sizes)}); 1 thread; seeds {args.seeds}')
-    print(f'{"path":18s} {"set":8s} {"controller":10s} {"mean CTE BL":>11s} {"completion":>10s} {"steps":>6s} '
+    print(f'{"path":18s} {"set":8s} {"controller":10s} {"mean CTE BL":>11s} {"completion":>10s} {"done":>5s} {"steps":>6s} '
           f'{"ms/action":>10s}')
     times = {c: [] for c in args.controllers}
     worst = {'cte': 0.0, 'completion': 1.0, 'cte_path': '', 'completion_path': ''}
@@ -140,11 +149,13 @@ def main() -> int:
                 if comp < worst['completion']:
                     worst['completion'], worst['completion_path'] = comp, name
             steps = float(np.mean([r.steps for r in runs]))
+            done = float(np.mean([r.done for r in runs]))
             rows.append({'path': name, 'set': kind, 'controller': label, 'mean_cross_track_bl': cte / bl,
-                         'completion': comp, 'steps': steps, 'ms_per_action': t * 1e3})
+                         'completion': comp, 'done': done, 'steps': steps, 'ms_per_action': t * 1e3,
+                         'path_length_m': path_length(points)})
             trajectories[(name, label)] = _to_start_frame(runs[0].trajectory_xy, runs[0].start_pose)
-            print(f'{name:18s} {kind:8s} {label:10s} {cte / bl:11.3f} {comp:10.2f} {steps:6.0f} {t * 1e3:10.3f}',
-                  flush=True)
+            print(f'{name:18s} {kind:8s} {label:10s} {cte / bl:11.3f} {comp:10.2f} {done:5.2f} {steps:6.0f} '
+                  f'{t * 1e3:10.3f}', flush=True)
     summary = {}
     if 'policy' in times:
         print(f'policy: worst mean cross-track {worst["cte"]:.3f} BL ({worst["cte_path"]}; target < 0.5), worst '

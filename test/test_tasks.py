@@ -132,6 +132,22 @@ def test_heading_term_penalises_facing_away():
     assert float(r[0]) == pytest.approx(0.0, abs=1e-6) and float(r[1]) == pytest.approx(-math.pi, abs=1e-5)
 
 
+def test_reverse_term_penalises_moving_backwards_only_and_the_batched_sum_agrees():
+    task = TrajectoryFollowingTask(WaypointPath(L_PATH), alpha=0.0, beta=0.0, reverse_weight=10.0)
+    task.update(np.zeros(5))
+    # facing +x at (0.2, 0): 2 cm forward, 2 cm backward, 2 cm sideways; facing -x: 2 cm toward -x is forward
+    s = torch.stack([_states([0.2, 0.0]), _states([0.2, 0.0]), _states([0.2, 0.0]), _states([0.2, 0.0], math.pi)])
+    nxt = torch.stack([_states([0.22, 0.0]), _states([0.18, 0.0]), _states([0.2, 0.02]),
+                       _states([0.18, 0.0], math.pi)]).unsqueeze(0)
+    r = task.reward(s, torch.zeros(4, 2), nxt)[0]
+    np.testing.assert_allclose(r.numpy(), [0.0, -0.2, 0.0, 0.0], atol=1e-5)
+    # step_rewards (the planners' batched path) has the same term: (E=1, K=4, H+1=2, S)
+    seq = torch.stack([s, nxt[0]], 1).unsqueeze(0)
+    np.testing.assert_allclose(task.step_rewards(seq, torch.zeros(4, 1, 2))[0, :, 0].numpy(), r.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match='reverse_weight'):
+        TrajectoryFollowingTask(reverse_weight=-1.0)
+
+
 def test_bad_weights_and_no_path():
     with pytest.raises(ValueError, match='alpha'):
         TrajectoryFollowingTask(alpha=float('nan'))

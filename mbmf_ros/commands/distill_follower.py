@@ -71,7 +71,7 @@ def run(args) -> int:
     config = ImitationConfig(hidden_sizes=tuple(int(h) for h in cfg['hidden_sizes']), std=float(cfg['std']),
                              lr=float(cfg['lr']), batch_size=int(cfg['batch_size']), epochs=epochs, seed=seed)
     expert = {'planner': cfg['expert_planner'], 'num_samples': int(cfg['expert_num_samples']),
-              'horizon': int(cfg['expert_horizon'])}
+              'horizon': int(cfg['expert_horizon']), 'reverse_weight': float(cfg['expert_reverse_weight'])}
     paths = dict(cfg['paths'])
     torch.manual_seed(seed)          # the initial weights
     obs_layout = Observation('path', spec.state_names, tuple(float(d) for d in cfg['lookahead_m']))
@@ -97,7 +97,8 @@ def run(args) -> int:
         rng = np.random.default_rng(episode_seed)
         path = training_path(rng, **paths)
         result = follow_in_process(spec.name, model, path, planner=expert['planner'], seed=episode_seed,
-                                   num_samples=expert['num_samples'], horizon=expert['horizon'], policy=actor,
+                                   num_samples=expert['num_samples'], horizon=expert['horizon'],
+                                   reverse_weight=expert['reverse_weight'], policy=actor,
                                    record=obs_layout if actor is None else True,
                                    noise_std=noise if actor is None else 0.0, give_up_m=float(cfg['give_up_m']),
                                    stall_steps=int(cfg['stall_steps']) if actor is not None else 0)
