@@ -12,7 +12,7 @@ pytest.importorskip('sb3_contrib')
 
 TINY = ['--agent', 'swimmer', '--random-rollouts', '2', '--random-steps', '50', '--episode-steps', '20', '--mpc-rollouts', '1',
         '--dagger-iterations', '1', '--dagger-rollouts', '1', '--num-samples', '20', '--horizon', '3', '--batch', '64',
-        '--steps', '128']
+        '--aggregation-iterations', '0', '--steps', '128']
 
 
 def _mbmf(*args):
@@ -25,10 +25,11 @@ def test_tiny_chain_counts_every_step_resumes_and_reports(tmp_path):
     p = _mbmf(*TINY, '--out', str(out))
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     counts = json.loads((out / 'env_steps.json').read_text())
-    # 2 random rollouts of 50 steps, 1 MPC and 1 DAgger episode of 20, 3 evaluation episodes
+    # 2 random rollouts of 50 steps, 1 MPC and 1 DAgger episode of 20, 3 + 3 evaluation episodes (mean, sampled)
     assert counts['random'] == 100 and counts['mpc'] == 20 and counts['dagger'] == 20
-    assert counts['policy_evaluation'] == 60 and counts['finetune'] == 128
-    offset = 100 + 20 + 20 + 60
+    assert counts['policy_evaluation'] == 120 and counts['finetune'] == 128
+    assert 'aggregation' not in counts and not (out / 'aggregation').exists()
+    offset = 100 + 20 + 20 + 120
     mbmf = list(csv.DictReader((out / 'curve_mbmf.csv').open()))
     scratch = list(csv.DictReader((out / 'curve_scratch.csv').open()))
     assert [int(r['env_steps']) for r in mbmf] == [offset + 64, offset + 128]

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+# env_steps.json stages that come before Mb-Mf's fine-tuning (all counted as its steps)
+BEFORE_FINETUNING = ('random', 'aggregation', 'mpc', 'dagger', 'policy_evaluation')
+
 
 def add_arguments(parser):
     parser.add_argument('--agent', choices=['swimmer', 'half_cheetah', 'hopper', 'ant'])
@@ -40,8 +43,13 @@ def add_arguments(parser):
     parser.add_argument('--episode-steps', type=int, default=0, help='steps per episode (0: config)')
     parser.add_argument('--random-rollouts', type=int, default=0, help='(0: config)')
     parser.add_argument('--random-steps', type=int, default=0, help='steps per random rollout (0: config)')
+    parser.add_argument('--aggregation-iterations', type=int, default=-1,
+                        help='Algorithm 1 data aggregation iterations before the MPC expert (-1: config)')
+    parser.add_argument('--aggregation-rollouts', type=int, default=0, help='MPC rollouts per aggregation (0: config)')
     parser.add_argument('--released', action='store_true',
                         help="imitation with the authors' released code's lr 1e-3, batch 512, std 0.5")
+    parser.add_argument('--std', type=float, default=0.0,
+                        help="the policy's fixed std, in imitation and as the learner's initial std (0: config)")
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--report', help='write this markdown report (and PNG plots beside it) from --runs')
@@ -65,8 +73,13 @@ def _settings(args) -> dict:
         'dagger_iterations': args.dagger_iterations if args.dagger_iterations >= 0 else int(a['dagger_iterations']),
         'dagger_rollouts': args.dagger_rollouts or int(a['dagger_rollouts']),
         'dagger_epochs': int(a['dagger_epochs']), 'mpc_noise_std': float(cfg['mpc_noise_std']),
+        'aggregation_iterations': (args.aggregation_iterations if args.aggregation_iterations >= 0
+                                   else int(a['aggregation_iterations'])),
+        'aggregation_rollouts': args.aggregation_rollouts or int(a['aggregation_rollouts']),
         'num_samples': args.num_samples, 'horizon': args.horizon,
-        'imitation': dict(cfg['imitation'], **({'lr': 1e-3, 'batch_size': 512, 'std': 0.5} if args.released else {})),
+        'imitation': {**cfg['imitation'], **({'std': float(a['std'])} if 'std' in a else {}),
+                      **({'lr': 1e-3, 'batch_size': 512, 'std': 0.5} if args.released else {}),
+                      **({'std': args.std} if args.std else {})},
         'imitation_values': 'released code' if args.released else 'appendix B.1',
         'batch': batch, 'steps': args.steps or 10 * batch, 'discount': float(learner['discount']),
         'step_size': args.step_size or float(cfg['trpo']['step_size']),
@@ -122,7 +135,8 @@ def _random_data(spec, settings, rng_seed):
 
 def _forward_episode(spec, model, planner, task, policy, noise_std, seed, episode_steps):
     """One moving-forward episode: the MPC acts (policy None, with N(0, noise_std) on its action) or the policy
-    acts; the MPC labels every visited state either way (DAgger). Returns a core.policy.Episode."""
+    acts; the MPC labels every visited state either way (DAgger). Returns a core.policy.Episode whose info holds
+    the trajectory for the dynamics model: 'states' (T+1, S) and 'actions' (T, A) as executed."""
     from mbmf_ros.core.policy import Episode
     from mbmf_ros.sim.gym_env import step_reward
     from mbmf_ros.sim.simulation import Simulation
@@ -130,7 +144,7 @@ def _forward_episode(spec, model, planner, task, policy, noise_std, seed, episod
     rng = np.random.default_rng(seed + 17)
     state = np.asarray(sim.reset().estimate.values, dtype=np.float64)
     planner.reset()
-    obs, labels, rewards = [], [], []
+    obs, labels, rewards, states, actions = [], [], [], [state], []
     while True:
         expert = np.asarray(planner.plan(model, task, state).action, dtype=np.float64)
         o = state[3:].astype(np.float32)
@@ -139,12 +153,33 @@ def _forward_episode(spec, model, planner, task, policy, noise_std, seed, episod
         step = sim.step(action)
         nxt = np.asarray(step.estimate.values, dtype=np.float64)
         obs.append(o)
+        states.append(nxt)
+        actions.append(np.asarray(action, dtype=np.float32))
         labels.append(expert.astype(np.float32))
         rewards.append(step_reward(task, state, action, nxt))
         state = nxt
         if step.terminal:
             break
-    return Episode(np.asarray(obs), np.asarray(labels), np.asarray(rewards))
+    return Episode(np.asarray(obs), np.asarray(labels), np.asarray(rewards),
+                   {'states': np.asarray(states), 'actions': np.asarray(actions, dtype=np.float32)})
+
+
+def _save_trajectories(path: Path, trajs) -> None:
+    """Trajectories (states (T+1, S), actions (T, A)) into one .npz, written atomically."""
+    arrays = {}
+    for i, (states, actions) in enumerate(trajs):
+        arrays[f'states_{i}'], arrays[f'actions_{i}'] = states, actions
+    tmp = path.with_suffix('.tmp.npz')
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def _load_trajectories(path: Path, spec):
+    from types import SimpleNamespace
+    arrays = np.load(path)
+    n = sum(1 for k in arrays.files if k.startswith('states_'))
+    return [SimpleNamespace(states=arrays[f'states_{i}'], actions=arrays[f'actions_{i}'].astype(np.float32),
+                            state_names=spec.state_names, action_names=spec.action_names) for i in range(n)]
 
 
 class _CurveLog:
@@ -245,18 +280,70 @@ def run_chain(args) -> int:
         steps_file.write_text(json.dumps(counts, indent=2))
 
     # 1. D_rand and 2. the dynamics model
-    dyn_path = out / 'dynamics.pt'
+    dyn_path, rand_path = out / 'dynamics.pt', out / 'random.npz'
+    n_agg = settings['aggregation_iterations']
+    task = MovingForwardTask.for_agent(spec)
+    K = settings['num_samples'] or int(spec.forward_planner_defaults['num_samples'])
+    H = settings['horizon'] or int(spec.forward_planner_defaults['horizon'])
+    trajs = None
+    if not dyn_path.exists() or (n_agg and not rand_path.exists()):
+        trajs = _random_data(spec, settings, args.seed)     # deterministic: a rerun makes the same D_rand
+        _save_trajectories(rand_path, [(t.states, t.actions) for t in trajs])
+        count('random', sum(len(t.actions) for t in trajs))
     if not dyn_path.exists():
         t0 = time.time()
-        trajs = _random_data(spec, settings, args.seed)
-        count('random', sum(len(t.actions) for t in trajs))
         n_val = max(1, len(trajs) // 10)
         model, metrics = train_dynamics(trajs[n_val:], trajs[:n_val], TrainConfig(
             epochs=settings['dynamics_epochs'], seed=args.seed), agent=spec.name, progress=True)
         save_checkpoint(dyn_path, model, {'command': 'mbmf-ros mbmf', 'metrics': {
             k: v for k, v in metrics.items() if k != 'history'}, 'random_steps': counts['random']})
         print(f'dynamics: {format_metrics(metrics)} ({time.time() - t0:.0f} s with data)', flush=True)
-    model, _ = load_checkpoint(dyn_path, agent=spec.name, state_names=spec.state_names)
+    # Algorithm 1's data aggregation (appendix A.1: half_cheetah 7 x 9 rollouts of 1000 steps): a model trained
+    # on random data only gets the half_cheetah stuck nose-down after ~200 steps of MPC (it predicts forward
+    # motion there that does not happen), so the expert went backwards over 1000 steps; MPC rollouts of the
+    # current model, added to its data (D_rand 10 %, D_rl 90 % per epoch) and retrained, teach it those states.
+    expert_model = dyn_path
+    if n_agg:
+        adir = out / 'aggregation'
+        adir.mkdir(exist_ok=True)
+        done = [json.loads(x) for x in (adir / 'stages.jsonl').read_text().splitlines()] \
+            if (adir / 'stages.jsonl').exists() else []
+        if trajs is None and len(done) < n_agg:
+            trajs = _load_trajectories(rand_path, spec)
+        for i in range(len(done) + 1, n_agg + 1):
+            model, _ = load_checkpoint(expert_model, agent=spec.name, state_names=spec.state_names)
+            model.eval()
+            rollouts = adir / f'rollouts_{i}.npz'
+            if not rollouts.exists():
+                planner = make_planner('random_shooting', spec.action_dim, H, K, args.seed + 100 * i)
+                eps = []
+                for j in tqdm(range(settings['aggregation_rollouts']), desc=f'aggregation {i}/{n_agg} MPC rollouts',
+                              unit='rollout'):
+                    with torch.no_grad():
+                        eps.append(_forward_episode(spec, model, planner, task, None, 0.0,
+                                                    args.seed * 1000 + 500 + 10 * i + j, settings['episode_steps']))
+                _save_trajectories(rollouts, [(e.info['states'], e.info['actions']) for e in eps])
+                returns = [float(e.rewards.sum()) for e in eps]
+                (adir / f'returns_{i}.json').write_text(json.dumps(returns))
+            returns = json.loads((adir / f'returns_{i}.json').read_text())
+            rl = [t for k in range(1, i + 1) for t in _load_trajectories(adir / f'rollouts_{k}.npz', spec)]
+            n_val = max(1, len(trajs) // 10)
+            model, metrics = train_dynamics(trajs[n_val:], trajs[:n_val], TrainConfig(
+                epochs=settings['dynamics_epochs'], seed=args.seed + i), rl=rl, warm_start=model, agent=spec.name,
+                progress=True)
+            save_checkpoint(adir / f'model_{i}.pt', model, {'command': 'mbmf-ros mbmf', 'aggregation': i})
+            row = {'iteration': i, 'model': f'model_{i - 1}' if i > 1 else 'dynamics.pt',
+                   'env_steps': sum(len(t.actions) for t in _load_trajectories(rollouts, spec)),
+                   'mean_return': float(np.mean(returns)), 'returns': returns}
+            with (adir / 'stages.jsonl').open('a') as f:
+                f.write(json.dumps(row) + '\n')
+            print(f'aggregation {i}: MPC returns {[round(r, 1) for r in returns]} with the model before it; '
+                  f'retrained on {len(rl)} MPC rollouts + D_rand', flush=True)
+            done.append(row)
+        count('aggregation', sum(r['env_steps'] for r in done))
+        expert_model = adir / f'model_{n_agg}.pt'
+    model, _ = load_checkpoint(expert_model, agent=spec.name, state_names=spec.state_names)
+    model.eval()
 
     # 3. MPC expert rollouts and DAgger
     ddir = out / 'dagger'
@@ -264,9 +351,6 @@ def run_chain(args) -> int:
     policy_path = ddir / 'policy.pt'
     stages_log = ddir / 'stages.jsonl'
     done_stages = [json.loads(x) for x in stages_log.read_text().splitlines()] if stages_log.exists() else []
-    task = MovingForwardTask.for_agent(spec)
-    K = settings['num_samples'] or int(spec.forward_planner_defaults['num_samples'])
-    H = settings['horizon'] or int(spec.forward_planner_defaults['horizon'])
     planner = make_planner('random_shooting', spec.action_dim, H, K, args.seed)
     im = settings['imitation']
     config = ImitationConfig(hidden_sizes=tuple(im['hidden_sizes']), std=float(im['std']), lr=float(im['lr']),
@@ -307,24 +391,29 @@ def run_chain(args) -> int:
     count('mpc', sum(s['env_steps'] for s in done_stages if s['name'] == 'expert'))
     count('dagger', sum(s['env_steps'] for s in done_stages if s['name'] != 'expert'))
     policy, _ = load_policy(policy_path, agent=spec.name, state_names=spec.state_names)
-    # The DAgger policy's own return (no expert): the start of Mb-Mf's fine-tuning, evaluated without noise
-    if 'dagger_policy_return' not in counts:
+    # The DAgger policy's own return (no expert): its mean action, and sampled with its fixed std as the learner
+    # starts (its first batches' return); both counted as Mb-Mf's steps.
+    for key, sample_seed in (('dagger_policy_return', None), ('dagger_policy_return_sampled', args.seed + 777)):
+        if key in counts:
+            continue
         from mbmf_ros.sim.gym_env import ForwardEnv
         env = ForwardEnv(spec.name, settings['episode_steps'], seed=args.seed + 555)
+        gen = torch.Generator().manual_seed(sample_seed) if sample_seed is not None else None
         returns = []
         for i in range(3):
             o, _ = env.reset(seed=args.seed + 555 + i)
             total, end = 0.0, False
             while not end:
-                o, r, te, tr, _ = env.step(policy.act(o))
+                o, r, te, tr, _ = env.step(policy.act(o, gen))
                 total, end = total + r, te or tr
             returns.append(total)
-        counts['dagger_policy_return'] = float(np.mean(returns))
-        count('policy_evaluation', env.env_steps)
-        print(f'DAgger policy: mean return {counts["dagger_policy_return"]:.1f} over 3 episodes', flush=True)
+        counts[key] = float(np.mean(returns))
+        count('policy_evaluation', counts.get('policy_evaluation', 0) + env.env_steps)
+        print(f'DAgger policy ({"sampled, std " + str(policy.std) if gen else "mean action"}): mean return '
+              f'{counts[key]:.1f} over 3 episodes', flush=True)
 
     # 4. fine-tuning from the DAgger policy, and 5. the same learner from scratch
-    offset = sum(v for k, v in counts.items() if k in ('random', 'mpc', 'dagger', 'policy_evaluation'))
+    offset = sum(v for k, v in counts.items() if k in BEFORE_FINETUNING)
     _finetune(settings, out, 'mbmf', offset, init_policy=policy)
     _finetune(settings, out, 'scratch', 0)
     count('finetune', settings['steps'])
