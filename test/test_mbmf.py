@@ -71,3 +71,66 @@ def test_forward_env_reward_is_the_task_reward_and_counts_steps():
     for _ in range(4):
         *_, term, trunc, _ = env.step(a)
     assert trunc and not term and env.env_steps == 5
+
+
+def test_aggregation_retrains_the_model_on_its_mpc_rollouts_before_the_expert(tmp_path):
+    out = tmp_path / 'agg'
+    args = [a if a != '0' else '1' for a in TINY[:-1]] + ['64', '--aggregation-rollouts', '1', '--out', str(out)]
+    p = _mbmf(*args)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    counts = json.loads((out / 'env_steps.json').read_text())
+    # one aggregation iteration of one 20-step MPC rollout, counted among Mb-Mf's steps before fine-tuning
+    assert counts['aggregation'] == 20
+    rows = [json.loads(x) for x in (out / 'aggregation' / 'stages.jsonl').read_text().splitlines()]
+    assert [r['iteration'] for r in rows] == [1] and rows[0]['env_steps'] == 20 and rows[0]['model'] == 'dynamics.pt'
+    saved = np.load(out / 'aggregation' / 'rollouts_1.npz')
+    assert saved['states_0'].shape == (21, 10) and saved['actions_0'].shape == (20, 2)   # swimmer: S = 10, A = 2
+    assert (out / 'aggregation' / 'model_1.pt').stat().st_size > 0 and (out / 'random.npz').exists()
+    mbmf = list(csv.DictReader((out / 'curve_mbmf.csv').open()))
+    assert int(mbmf[0]['env_steps']) == 100 + 20 + 20 + 20 + 120 + 64
+
+
+def test_forward_episode_returns_the_executed_trajectory_for_the_model():
+    """The aggregated data is what happened: states[t + 1] follows states[t] under actions[t] (the noisy,
+    clipped action executed, not the expert's label), and the policy's observation is states[t][3:]."""
+    from mbmf_ros.commands.mbmf import _forward_episode
+    from mbmf_ros.core.agents import get_agent
+    from mbmf_ros.core.dynamics import DynamicsModel
+    from mbmf_ros.core.planners import make_planner
+    from mbmf_ros.core.tasks import MovingForwardTask
+    spec = get_agent('half_cheetah')
+    model = DynamicsModel(spec.state_names, spec.action_names, hidden_sizes=(16, 16))
+    ep = _forward_episode(spec, model, make_planner('random_shooting', spec.action_dim, 2, 8, 0),
+                          MovingForwardTask.for_agent(spec), None, 0.5, 3, 12)
+    states, actions = ep.info['states'], ep.info['actions']
+    assert states.shape == (13, spec.state_dim) and actions.shape == (12, spec.action_dim)
+    np.testing.assert_allclose(ep.obs, states[:-1, 3:].astype(np.float32))
+    assert np.all(np.abs(actions) <= 1.0)
+    assert 0.05 < np.abs(actions - ep.labels).mean() < 0.6     # the executed action carries N(0, 0.5) noise
+    assert np.all(np.diff(states[:, 0]) != 0)                   # the simulation moved between rows
+
+
+def test_trpo_starts_from_the_dagger_policy_mean_and_std():
+    """The learner the chain builds (sb3-contrib TRPO) acts with our policy's mean and fixed std once copied."""
+    import torch
+
+    from mbmf_ros.commands.mbmf import _learner
+    from mbmf_ros.core.agents import get_agent
+    from mbmf_ros.core.policy import GaussianPolicy, ImitationConfig, Observation, fit_policy
+    from mbmf_ros.sim.gym_env import ForwardEnv
+    spec = get_agent('swimmer')
+    policy = GaussianPolicy(Observation('state', spec.state_names), spec.action_names, std=0.5, agent='swimmer')
+    rng = np.random.default_rng(4)
+    obs = rng.normal(2.0, 3.0, (400, policy.observation.dim)).astype(np.float32)
+    fit_policy(policy, obs, np.tanh(obs[:, :2]), ImitationConfig(lr=1e-3, epochs=3))
+    settings = {'learner': 'trpo', 'imitation': {'std': 0.5}, 'batch': 64, 'discount': 0.995, 'step_size': 0.05}
+    trpo = _learner(settings, ForwardEnv('swimmer', 20, seed=0), seed=0)
+    missing, unexpected = trpo.policy.load_state_dict(policy.sb3_state_dict(), strict=False)
+    assert not unexpected and missing and all('value' in k for k in missing)
+    with torch.no_grad():
+        dist = trpo.policy.get_distribution(torch.as_tensor(obs[:50]))
+        np.testing.assert_allclose(dist.distribution.mean.numpy(), policy(torch.as_tensor(obs[:50])).numpy(),
+                                   atol=1e-5)
+        np.testing.assert_allclose(dist.distribution.stddev.numpy(), 0.5, atol=1e-6)
+        deterministic, _ = trpo.predict(obs[:50], deterministic=True)
+    np.testing.assert_allclose(deterministic, np.stack([policy.act(o) for o in obs[:50]]), atol=1e-5)
