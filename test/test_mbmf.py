@@ -47,8 +47,22 @@ def test_tiny_chain_counts_every_step_resumes_and_reports(tmp_path):
     p = _mbmf('--report', str(tmp_path / 'results' / 'mbmf.md'), '--runs', str(out))
     assert p.returncode == 0, p.stderr[-3000:]
     text = (tmp_path / 'results' / 'mbmf.md').read_text()
-    assert '| swimmer | trpo | 0 | 64 | 192 |' in text and 'Threshold:' in text and 'last 5 batches' in text
-    assert (tmp_path / 'results' / 'mbmf_swimmer_trpo_seed0.png').stat().st_size > 1000
+    assert '| swimmer | trpo | 0 | 64 | 192 |' in text and '**Thresholds.**' in text and 'last 5 batches' in text
+    assert '| swimmer | trpo | mpc |' in text and '| swimmer | trpo | best |' in text
+    assert (tmp_path / 'results' / 'mbmf_swimmer_trpo.png').stat().st_size > 1000
+
+
+def test_ratio_of_steps_to_a_threshold_and_its_bounds():
+    from mbmf_ros.commands.mbmf import ratio
+    scratch = np.array([[1000, 0.0], [2000, 3.0], [3000, 9.0], [4000, 12.0], [5000, 11.0]])
+    mbmf = np.array([[1500, 10.0], [2500, 11.0], [3500, 12.0]])
+    # smoothed over 3 batches: scratch 0, 1.5, 4, 8, 10.67; Mb-Mf 10, 10.5, 11
+    assert ratio(scratch, mbmf, 10.0)[:3] == (5000.0, 1500.0, '3.33x')
+    a, b, text, value = ratio(scratch, mbmf, 10.8)          # the learner alone never gets there: a lower bound
+    assert a is None and b == 3500.0 and text.startswith('> 1.43x') and value is None
+    a, b, text, value = ratio(mbmf, scratch, 10.8)          # Mb-Mf never gets there: an upper bound
+    assert text.startswith('< ') and value is None
+    assert ratio(scratch, mbmf, 50.0)[2] == 'n/a (neither reached it)'
 
 
 def test_forward_env_reward_is_the_task_reward_and_counts_steps():
