@@ -188,3 +188,33 @@ def test_moving_forward_for_every_real_agent():
         r = task.reward(torch.zeros(4, S), torch.ones(4, A), torch.zeros(2, 4, S))
         assert r.shape == (2, 4)
         assert torch.allclose(r, torch.full((2, 4), table[name]), atol=1e-9), name
+
+
+def test_the_hopper_plans_inside_tighter_bounds_than_its_reward_scores():
+    """A predicted state at |pitch| 0.18 rad is alive for the paper's return (bound 0.2) but a fall for the
+    planner (config/hopper.yaml planning_termination: 0.15): a random shooter otherwise picks the candidate riding
+    the true bound, and the model's first small error ends the episode."""
+    from mbmf_ros.core.agents import get_agent
+    from mbmf_ros.core.tasks import make_task
+    spec = get_agent('hopper')
+    names = spec.state_names
+    s = torch.zeros(1, len(names))
+    s[0, names.index('z')] = 1.25
+    s[0, names.index('cos_pitch')] = 1.0
+    tilted = s.clone()
+    tilted[0, names.index('sin_pitch')], tilted[0, names.index('cos_pitch')] = math.sin(0.18), math.cos(0.18)
+    low = s.clone()
+    low[0, names.index('z')] = 0.75
+    for state, planned in ((s, True), (tilted, False), (low, False)):
+        assert bool(MovingForwardTask.for_agent(spec).healthy(state.unsqueeze(0))[0, 0])
+        assert bool(make_task('moving_forward', spec).healthy(state.unsqueeze(0))[0, 0]) is planned
+        assert bool(MovingForwardTask.for_agent(spec, planning=True).healthy(state.unsqueeze(0))[0, 0]) is planned
+
+
+def test_a_planning_bound_on_an_element_without_termination_is_refused():
+    from mbmf_ros.core.agents import make_agent
+    from mbmf_ros.settings import load_settings
+    settings = load_settings('hopper')
+    shared = {**settings.shared(), 'planning_termination.vx': [0.0, 1.0]}
+    with pytest.raises(ValueError, match=r'config/hopper.yaml.*planning_termination.vx'):
+        make_agent('hopper', shared=shared, planner=settings.node('mpc_planner'))
