@@ -272,6 +272,14 @@ def run_chain(args) -> int:
                   f'  saved: {old}\n  now:   {settings}', file=sys.stderr)
             return 2
     saved.write_text(json.dumps(settings, indent=2))
+    # the code that made each part of the run: one line per invocation that changed commit (a resumed run may
+    # span several)
+    from mbmf_ros.commands.mbrl import git_commit
+    commits = out / 'commits.txt'
+    made_by = commits.read_text().split() if commits.exists() else []
+    if not made_by or made_by[-1] != git_commit():
+        with commits.open('a') as f:
+            f.write(git_commit() + '\n')
     spec = get_agent(args.agent)
     steps_file = out / 'env_steps.json'
     counts = json.loads(steps_file.read_text()) if steps_file.exists() else {}
@@ -517,6 +525,7 @@ def write_report(report: str, runs: list, fraction: float, command: str = '') ->
              'Mb-Mf, ratio | threshold best: steps alone / Mb-Mf, ratio | mean return of the last 5 batches: '
              'alone / Mb-Mf |', '|' + '---|' * 13]
     per_agent: dict = {}
+    runs_made: list = []
     for r in summaries:
         s, c = r['settings'], r['counts']
         cells = []
@@ -526,6 +535,8 @@ def write_report(report: str, runs: list, fraction: float, command: str = '') ->
             per_agent.setdefault((s['agent'], s['learner'], key), []).append((s['seed'], th, text, value))
             cells.append(f'{th:.1f}: {a and f"{a:.0f}" or "-"} / {b and f"{b:.0f}" or "-"}, {text}')
         mb = ' -> '.join(f'{y:.1f}' for _, y in r['mb_points'])
+        commits = (r['run'] / 'commits.txt').read_text().split() if (r['run'] / 'commits.txt').exists() else ['?']
+        runs_made.append(f"{r['run']}: commit(s) {', '.join(f'`{x}`' for x in commits)}")
         lines.append(
             f"| {s['agent']} | {s['learner']} | {s['seed']} | {s['batch']} | {s['steps']} | "
             f"{s['step_size']:g}, {s['imitation']['std']:g}, {s.get('imitation_values', '')} | {r['before']} "
@@ -533,6 +544,7 @@ def write_report(report: str, runs: list, fraction: float, command: str = '') ->
             f"{c.get('policy_evaluation', 0)}) | {r['K']}, {r['H']} | {mb} | "
             f"{c.get('dagger_policy_return', float('nan')):.1f} / {c.get('dagger_policy_return_sampled', float('nan')):.1f}"
             f" | {cells[0]} | {cells[1]} | {_tail(r['scratch']):.1f} / {_tail(r['mbmf']):.1f} |")
+    lines += ['', 'Runs: ' + '; '.join(runs_made) + '.']
     lines += ['', '## Ratios per agent (steps of the learner alone / steps of Mb-Mf)', '',
               '| agent | learner | threshold | per seed | mean of the measured ratios |', '|---|---|---|---|---|']
     for (agent, learner, key), rows in per_agent.items():
