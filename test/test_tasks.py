@@ -132,6 +132,22 @@ def test_heading_term_penalises_facing_away():
     assert float(r[0]) == pytest.approx(0.0, abs=1e-6) and float(r[1]) == pytest.approx(-math.pi, abs=1e-5)
 
 
+def test_reverse_term_penalises_moving_backwards_only_and_the_batched_sum_agrees():
+    task = TrajectoryFollowingTask(WaypointPath(L_PATH), alpha=0.0, beta=0.0, reverse_weight=10.0)
+    task.update(np.zeros(5))
+    # facing +x at (0.2, 0): 2 cm forward, 2 cm backward, 2 cm sideways; facing -x: 2 cm toward -x is forward
+    s = torch.stack([_states([0.2, 0.0]), _states([0.2, 0.0]), _states([0.2, 0.0]), _states([0.2, 0.0], math.pi)])
+    nxt = torch.stack([_states([0.22, 0.0]), _states([0.18, 0.0]), _states([0.2, 0.02]),
+                       _states([0.18, 0.0], math.pi)]).unsqueeze(0)
+    r = task.reward(s, torch.zeros(4, 2), nxt)[0]
+    np.testing.assert_allclose(r.numpy(), [0.0, -0.2, 0.0, 0.0], atol=1e-5)
+    # step_rewards (the planners' batched path) has the same term: (E=1, K=4, H+1=2, S)
+    seq = torch.stack([s, nxt[0]], 1).unsqueeze(0)
+    np.testing.assert_allclose(task.step_rewards(seq, torch.zeros(4, 1, 2))[0, :, 0].numpy(), r.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match='reverse_weight'):
+        TrajectoryFollowingTask(reverse_weight=-1.0)
+
+
 def test_bad_weights_and_no_path():
     with pytest.raises(ValueError, match='alpha'):
         TrajectoryFollowingTask(alpha=float('nan'))
@@ -220,3 +236,33 @@ def test_dense_path_rewards_a_simplified_window_and_tracks_the_given_path():
         gain_s, gain = prog_s.diff(dim=-1), prog.diff(dim=-1)
         torch.testing.assert_close(gain_s, gain, rtol=0, atol=2e-3)      # ~ offset / radius x chord / 2
         torch.testing.assert_close(r, task.beta * gain_s - task.alpha * perp_s[..., 1:])
+
+
+def test_the_hopper_plans_inside_tighter_bounds_than_its_reward_scores():
+    """A predicted state at |pitch| 0.18 rad is alive for the paper's return (bound 0.2) but a fall for the
+    planner (config/hopper.yaml planning_termination: 0.15): a random shooter otherwise picks the candidate riding
+    the true bound, and the model's first small error ends the episode."""
+    from mbmf_ros.core.agents import get_agent
+    from mbmf_ros.core.tasks import make_task
+    spec = get_agent('hopper')
+    names = spec.state_names
+    s = torch.zeros(1, len(names))
+    s[0, names.index('z')] = 1.25
+    s[0, names.index('cos_pitch')] = 1.0
+    tilted = s.clone()
+    tilted[0, names.index('sin_pitch')], tilted[0, names.index('cos_pitch')] = math.sin(0.18), math.cos(0.18)
+    low = s.clone()
+    low[0, names.index('z')] = 0.75
+    for state, planned in ((s, True), (tilted, False), (low, False)):
+        assert bool(MovingForwardTask.for_agent(spec).healthy(state.unsqueeze(0))[0, 0])
+        assert bool(make_task('moving_forward', spec).healthy(state.unsqueeze(0))[0, 0]) is planned
+        assert bool(MovingForwardTask.for_agent(spec, planning=True).healthy(state.unsqueeze(0))[0, 0]) is planned
+
+
+def test_a_planning_bound_on_an_element_without_termination_is_refused():
+    from mbmf_ros.core.agents import make_agent
+    from mbmf_ros.settings import load_settings
+    settings = load_settings('hopper')
+    shared = {**settings.shared(), 'planning_termination.vx': [0.0, 1.0]}
+    with pytest.raises(ValueError, match=r'config/hopper.yaml.*planning_termination.vx'):
+        make_agent('hopper', shared=shared, planner=settings.node('mpc_planner'))

@@ -153,3 +153,20 @@ def test_simplify_keeps_corners_and_every_waypoint_within_the_tolerance():
     assert list(simplify([[0, 0], [0.5, 2e-4], [1, 0]])) == [0, 1, 2]
     assert list(simplify([[0, 0], [0.5, 5e-5], [1, 0]])) == [0, 2]
     assert list(simplify([[0, 0], [1, 0], [1, 0.2], [0, 0.2]])) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize('lookahead', [0.5, None])
+def test_a_reversal_on_a_line_is_done_only_back_at_its_end(lookahead):
+    """half_cheetah's reversal: 2 m forward, then 1 m back on the same line. Its last waypoint (1, 0) lies on the
+    way out, where both legs are equally close: the tracker must keep the leg that continues its progress (it
+    finished the path at x = 1.0 on the way out, completion 0.99 after a third of it)."""
+    tracker = ProgressTracker(WaypointPath([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]]), lookahead_m=lookahead,
+                              goal_tolerance_m=0.05)
+    for x in np.arange(0.0, 2.06, 0.01):
+        state = tracker.update((x, 0.0))
+        assert not state.done and state.progress_m <= x + 1e-9, x
+    assert state.segment == 1 and state.progress_m == pytest.approx(2.0)
+    for x in np.arange(2.05, 1.1, -0.01):
+        state = tracker.update((x, 0.0))
+        assert not state.done and state.progress_m == pytest.approx(2.0 + max(0.0, 2.0 - x), abs=1e-9), x
+    assert tracker.update((1.0, 0.0)).done

@@ -10,7 +10,9 @@ step of each of K candidates under each of E ensemble members. A planner sums it
   closest segment and ``proj`` the arc length (m) along the path of the projection onto it. Summed over the
   horizon the progress terms telescope to ``beta * (proj(s_H) - proj(s_0))``, ``s_0`` the true current state:
   exactly Alg. 2's sum of ``proj_t - proj_{t-1}``. An optional heading term (``heading_weight``, per rad)
-  penalises facing away from the closest segment's direction (used on the real millirobot).
+  penalises facing away from the closest segment's direction (used on the real millirobot); an optional
+  reverse term (``reverse_weight``, per m) penalises moving backwards (against the body's heading): without
+  it the MPC often takes a sharp corner by turning a little and reversing down the next leg.
 * ``MovingForwardTask``: appendix C.2, ``r = s'[forward velocity] + alive_bonus - ctrl_cost * ||a / scale||^2``,
   the forward velocity being the world-frame x velocity of the centre of mass, ``(s'[x] - s[x]) / dt``, as in
   the paper's rllab agents (``get_body_comvel('torso')[0]``); the pose point of the paper's agents is their
@@ -82,7 +84,9 @@ class TrajectoryFollowingTask(Task):
     """Follow a ``WaypointPath`` (paper Alg. 2).
 
     alpha: weight of the perpendicular distance, per metre per step. beta: weight of progress along the path,
-    per metre. heading_weight: per radian per step (0 = the paper's reward). lookahead_m: segments considered
+    per metre. heading_weight: per radian per step (0 = the paper's reward). reverse_weight: per metre moved
+    backwards along the body's heading (yaw of the step's start) per step (0 = the paper's reward).
+    lookahead_m: segments considered
     for "closest" are those from the robot's active segment to ``lookahead_m`` of path ahead (None = all
     segments from the active one on), measured from the progress so far; the active segment and progress come
     from a ``ProgressTracker`` fed by ``update``. clamp_progress: limit each step's progress change to the
@@ -94,15 +98,18 @@ class TrajectoryFollowingTask(Task):
 
     def __init__(self, path: WaypointPath | None = None, alpha: float | None = None, beta: float | None = None,
                  heading_weight: float | None = None, lookahead_m: float | None = None,
-                 goal_tolerance_m: float | None = None, clamp_progress: bool | None = None):
+                 goal_tolerance_m: float | None = None, clamp_progress: bool | None = None,
+                 reverse_weight: float | None = None):
         # None: the mpc_planner default of config/defaults.yaml (the one home of these values)
-        alpha, beta, heading_weight, goal_tolerance_m, clamp_progress = _planner_defaults(
+        alpha, beta, heading_weight, goal_tolerance_m, clamp_progress, reverse_weight = _planner_defaults(
             alpha=alpha, beta=beta, heading_weight=heading_weight, goal_tolerance_m=goal_tolerance_m,
-            clamp_progress=clamp_progress)
-        for label, v in (('alpha', alpha), ('beta', beta), ('heading_weight', heading_weight)):
+            clamp_progress=clamp_progress, reverse_weight=reverse_weight)
+        for label, v in (('alpha', alpha), ('beta', beta), ('heading_weight', heading_weight),
+                         ('reverse_weight', reverse_weight)):
             if not math.isfinite(float(v)) or float(v) < 0:
                 raise ValueError(f'TrajectoryFollowingTask: {label} must be finite and >= 0, found {v!r}')
         self.alpha, self.beta, self.heading_weight = float(alpha), float(beta), float(heading_weight)
+        self.reverse_weight = float(reverse_weight)
         self.lookahead_m = lookahead_m
         self.clamp_progress = bool(clamp_progress)
         self.goal_tolerance_m = goal_tolerance_m
@@ -185,6 +192,8 @@ class TrajectoryFollowingTask(Task):
         if self.heading_weight:
             err = wrap_angle(next_states[..., 2] - self._window[4][seg1]).abs()
             r = r - self.heading_weight * err
+        if self.reverse_weight:
+            r = r - self.reverse_weight * _backwards(states, next_states)
         return r
 
 
@@ -200,7 +209,18 @@ class TrajectoryFollowingTask(Task):
         if self.heading_weight:
             err = wrap_angle(states[..., 1:, 2] - self._window[4][seg[..., 1:]]).abs()
             r = r - self.heading_weight * err
+        if self.reverse_weight:
+            r = r - self.reverse_weight * _backwards(states[..., :-1, :], states[..., 1:, :])
         return r
+
+
+def _backwards(states, next_states):
+    """Distance (m) moved backwards, against the heading (yaw) of ``states``, to ``next_states`` (0 when moving
+    forwards or sideways): states and next_states (..., S) with x, y, yaw first."""
+    yaw = states[..., 2]
+    forward = (next_states[..., 0] - states[..., 0]) * torch.cos(yaw) \
+        + (next_states[..., 1] - states[..., 1]) * torch.sin(yaw)
+    return torch.relu(-forward)
 
 
 class MovingForwardTask(Task):
@@ -229,16 +249,22 @@ class MovingForwardTask(Task):
         self.termination = tuple((int(i), float(lo), float(hi)) for i, lo, hi in termination)
 
     @classmethod
-    def for_agent(cls, spec) -> 'MovingForwardTask':
+    def for_agent(cls, spec, planning: bool = False) -> 'MovingForwardTask':
         """From an ``AgentSpec`` (core.agents): its forward_velocity_element, ctrl_cost, ctrl_scale,
         alive_bonus and termination bounds. A pose element ('x') as forward_velocity_element means its rate of
-        change over one control period spec.dt: the world-frame velocity of the pose point."""
+        change over one control period spec.dt: the world-frame velocity of the pose point. planning: the task an
+        MPC plans with, its termination bounds replaced by the spec's tighter ``planning_termination`` ones
+        (the hopper's |pitch| < 0.15 rad, not 0.2: a candidate riding the true bound falls on the model's first
+        error); False: the paper's reward itself, to score what happened."""
         names = list(spec.state_names)
         if spec.forward_velocity_element not in names:
             raise ValueError(f'agent {spec.name}: forward_velocity_element {spec.forward_velocity_element!r} '
                              f'is not a state element; expected one of {names}')
         bounds = []
+        tighter = {element: (low, high) for element, low, high in
+                   (getattr(spec, 'planning_termination', ()) if planning else ())}
         for element, low, high in getattr(spec, 'termination', ()):
+            low, high = tighter.get(element, (low, high))
             if element not in names:
                 raise ValueError(f'agent {spec.name}: termination element {element!r} is not a state element')
             bounds.append((names.index(element), low, high))
@@ -271,12 +297,12 @@ class MovingForwardTask(Task):
 
 
 def make_task(name: str, spec=None, path: WaypointPath | None = None, **kwargs) -> Task:
-    """A task by name (TASKS): 'trajectory_following' (kwargs: alpha, beta, heading_weight, lookahead_m, ...) or
-    'moving_forward' (from the agent spec ``spec``)."""
+    """A task for a planner by name (TASKS): 'trajectory_following' (kwargs: alpha, beta, heading_weight,
+    lookahead_m, ...) or 'moving_forward' (from the agent spec ``spec``, with its planning termination bounds)."""
     if name in ('trajectory_following', 'follow', 'tf'):
         return TrajectoryFollowingTask(path, **kwargs)
     if name in ('moving_forward', 'forward', 'f'):
         if spec is None:
             raise ValueError('make_task: moving_forward needs the agent spec')
-        return MovingForwardTask.for_agent(spec)
+        return MovingForwardTask.for_agent(spec, planning=True)
     raise ValueError(f'unknown task {name!r}; expected one of trajectory_following, moving_forward')
