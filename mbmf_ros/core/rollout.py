@@ -58,7 +58,7 @@ def chunk_spans(K: int, chunk_rows: int, workers: int = 1) -> list:
 _POOLS: dict = {}
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
+def worker_pool(workers: int) -> ThreadPoolExecutor:
     """The process's pool of ``workers`` threads for concurrent chunks, each running torch single-threaded (a
     worker's matmul releases the GIL, so the chunks run on separate cores; torch's thread count is per thread,
     the caller's is unchanged)."""
@@ -234,7 +234,7 @@ class MLPRollout:
                             return
                         self._chunk(model, task, actions, *span, scratch)
 
-            pool = _pool(len(self.scratch))
+            pool = worker_pool(len(self.scratch))
             for f in [pool.submit(work, scratch) for scratch in self.scratch]:
                 f.result()
         # A member's -inf (non-finite prediction) makes the mean -inf: the candidate ranks last.
