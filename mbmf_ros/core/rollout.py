@@ -298,16 +298,13 @@ class MLPRollout:
         states[:, top] = s32
 
 
-def score(task, states, actions, states_finite=None):
+def score(task, states, actions, states_finite):
     """Summed rewards (E, K) of sequences, states (E, K, H+1, S), actions (K, H, A), by the planners' rules:
     a candidate whose predicted states or rewards turn non-finite scores -inf (it ranks last); with a task that
     has ``healthy(next_states) -> bool``, termination is sticky: the step on which a candidate falls is scored by
-    the task, the steps after it earn nothing. states_finite (E, K): whether all predicted states are finite,
-    when the caller has it."""
+    the task, the steps after it earn nothing. states_finite (E, K): whether all predicted states are finite."""
     r = task.step_rewards(states, actions)                               # (E, K, H)
     nxt = states[:, :, 1:]
-    if states_finite is None:
-        states_finite = torch.isfinite(nxt.sum(-2).sum(-1))
     # A sum is finite iff every term is (short of an overflow beyond 1e38): cheaper than isfinite().all(-1).
     finite = torch.isfinite(r.sum(-1)) & states_finite
     healthy = getattr(task, 'healthy', None)

@@ -55,7 +55,8 @@ class Task:
     def step_rewards(self, states, actions):
         """Rewards (E, K, H) of whole predicted sequences: states (E, K, H+1, S) (step 0 = the start), actions
         (K, H, A); step t is ``reward(states[:, :, t], actions[:, t], states[:, :, t+1])``. A task may override it
-        with one batched evaluation of all H steps (core.rollout calls it once per chunk of candidates)."""
+        with one batched evaluation of all H steps (core.rollout calls it once per chunk of candidates, from
+        several threads at once when it rolls chunks concurrently: it must not change the task)."""
         return torch.stack([self.reward(states[:, :, t], actions[:, t], states[:, :, t + 1])
                             for t in range(actions.shape[1])], -1)
 
