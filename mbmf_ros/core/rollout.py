@@ -218,7 +218,7 @@ class MLPRollout:
         workers = 1 if self.device.type != 'cpu' else self.workers or torch.get_num_threads()
         states = self._buffers(K, H, workers)
         states[0] = state.to(device=self.device, dtype=torch.float32)
-        if len(self.scratch) == 1:
+        if workers == 1:
             with torch.inference_mode():
                 for k0, k1 in self.spans:
                     self._chunk(model, task, actions, k0, k1, self.scratch[0])
@@ -234,7 +234,9 @@ class MLPRollout:
                             return
                         self._chunk(model, task, actions, *span, scratch)
 
-            pool = worker_pool(len(self.scratch))
+            # Even a single chunk (a small K) goes to a worker: on the caller's threads torch would split its
+            # small ops over them, and the threads would spin on each other more than they compute.
+            pool = worker_pool(workers)
             for f in [pool.submit(work, scratch) for scratch in self.scratch]:
                 f.result()
         # A member's -inf (non-finite prediction) makes the mean -inf: the candidate ranks last.
