@@ -1,7 +1,10 @@
 """The planners' fast rollout (core.rollout) against the reference arithmetic of model.predict + task.reward, and the
 trajectory reward's search window on long paths."""
 import math
+import os
+import signal
 import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -131,6 +134,31 @@ def test_concurrent_chunks_give_the_serial_result(members, precision):
     plans = [make_planner('random_shooting', spec.action_dim, 6, 256, seed=0, precision=precision, workers=w)
              .plan(model, task, state.numpy()).actions for w in (1, 2)]
     np.testing.assert_array_equal(plans[0], plans[1])
+
+
+def test_a_forked_child_rolls_with_its_own_workers():
+    """After a fork the parent's worker threads do not exist in the child: its rollout starts its own pool (a
+    submit to the parent's would wait forever) and gives the parent's result."""
+    spec, model = _model(1)
+    task = TrajectoryFollowingTask(WaypointPath([[0, 0], [1.0, 0.0]]))
+    state = _state(spec)
+    task.update(state.numpy())
+    actions = torch.rand(300, 5, spec.action_dim, generator=torch.Generator().manual_seed(6)) * 2 - 1
+    fast = MLPRollout(model, workers=2)
+    before = fast.rollout(model, task, state, actions)[0].clone()
+    pid = os.fork()
+    if pid == 0:                                        # the child: exit status 0 if the same returns
+        os._exit(0 if torch.equal(fast.rollout(model, task, state, actions)[0], before) else 3)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail('the forked child did not finish its rollout within 60 s')
 
 
 def test_chunk_spans_cover_every_candidate_once():

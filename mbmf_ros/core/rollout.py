@@ -27,6 +27,7 @@ or a different model is given, so a planner can keep one ``MLPRollout`` across m
 from __future__ import annotations
 
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -56,6 +57,8 @@ def chunk_spans(K: int, chunk_rows: int, workers: int = 1) -> list:
 
 
 _POOLS: dict = {}
+# A forked child has none of the pools' threads: it starts its own (a submit to the parent's would never run).
+os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def worker_pool(workers: int) -> ThreadPoolExecutor:
