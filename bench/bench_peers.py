@@ -15,6 +15,7 @@ their iterations). Times are interleaved, best of the repeats (median beside it)
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -117,7 +118,7 @@ def main() -> int:
     state = torch.as_tensor(state_np)
     path = WaypointPath([[0, 0], [1.0, 0], [1.0, 1.0]])
     A = spec.action_dim
-    rows_all = []
+    rows_all, ratios = [], []
     for cfg in args.configs:
         K, H = (int(v) for v in cfg.split('x'))
         task = TrajectoryFollowingTask(path, lookahead_m=0.5)
@@ -139,6 +140,7 @@ def main() -> int:
                 mine = res[f'mbmf_ros {PAIRS[k]} float32']['best']
                 mine16 = res[f'mbmf_ros {PAIRS[k]} bfloat16']['best']
                 ratio = f'{mine / r["best"]:.2f} (bf16 {mine16 / r["best"]:.2f})'
+                ratios.append({'peer': k, 'K': K, 'H': H, 'float32': mine / r['best'], 'bfloat16': mine16 / r['best']})
             rows.append([f'{K}x{H}', k, f'{r["best"] * 1e3:.1f}', f'{r["median"] * 1e3:.1f}', f'{gf:.0f}',
                          f'{100 * gf / peaks["f32"]:.0f}%', ratio])
         rows_all += rows
@@ -148,6 +150,8 @@ def main() -> int:
                  'ours / theirs (time)'], rows_all))
     print('\nours / theirs < 1: mbmf_ros is faster (0.25 = four times faster). mbmf_ros mppi and cem are compared '
           'with the peer of the same method at the same MLP work per plan.')
+    # The figures README.md quotes, for bench/run_all.py (an HTML comment: invisible in results.md).
+    print(f'\n<!-- headline {json.dumps({"threads": args.threads, "clock": args.clock, "ratios": ratios})} -->')
     return 0
 
 

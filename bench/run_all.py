@@ -106,12 +106,13 @@ def main() -> int:
     out.write_text('\n'.join(head) + '\n' + body + '\n')
     print(f'wrote {out}')
     if out.resolve() == RESULTS and 'bench_planners.py' in sections:
-        update_readme(sections['bench_planners.py'])
+        update_readme(sections['bench_planners.py'], sections.get('bench_peers.py', ''))
     return 0 if all('exited with status' not in v for v in sections.values()) else 1
 
 
-def headline_text(section: str) -> str:
-    """README's speed figures from bench_planners' section of results.md (its headline comment, commit, load)."""
+def headline_text(section: str, peers_section: str = '') -> str:
+    """README's speed figures from bench_planners' section of results.md (its headline comment, commit, load) and
+    bench_peers' (the ratios ours / theirs)."""
     h = json.loads(re.search(r'<!-- headline (\{.*\}) -->', section).group(1))
     commit = re.search(r'^- commit: (.*)$', section, re.M).group(1)
     load = re.search(r'^- load average at the start \(1/5/15 min\): (.*)$', section, re.M).group(1)
@@ -134,17 +135,27 @@ def headline_text(section: str) -> str:
     if h.get('paths'):
         lines.append('A plan (K=1000 H=10, float32) on a path of n waypoints costs, against 4 waypoints: ' + ', '.join(
             f"{p['waypoints']} ({p['path']}) {p['cost']:.2f}x" for p in h['paths'] if p['waypoints'] != 4) + '.')
+    m = re.search(r'<!-- headline (\{.*\}) -->', peers_section)
+    if m and json.loads(m.group(1))['ratios']:
+        p = json.loads(m.group(1))
+        f32 = [r['float32'] for r in p['ratios']]
+        bf16 = [r['bfloat16'] for r in p['ratios']]
+        commit = re.search(r'^- commit: (.*)$', peers_section, re.M).group(1)
+        lines.append(f"Against pytorch-mppi and mbrl-lib on the same model, (K, H), reward and threads (bench_peers, "
+                     f"commit {commit}, {p['threads']} thread(s), {p['clock']} clock): mbmf_ros takes "
+                     f"{min(f32):.2f}-{max(f32):.2f} of their time per plan in float32, "
+                     f"{min(bf16):.2f}-{max(bf16):.2f} in bfloat16 ({len(f32)} comparisons).")
     return '\n'.join(lines)
 
 
-def update_readme(section: str) -> None:
+def update_readme(section: str, peers_section: str = '') -> None:
     """Replace README.md's text between README_START and README_END by ``headline_text`` (no markers: no change)."""
     text = README.read_text()
     if README_START not in text or '<!-- headline ' not in section:
         return
     before, rest = text.split(README_START, 1)
     _, after = rest.split(README_END, 1)
-    README.write_text(f'{before}{README_START}\n{headline_text(section)}\n{README_END}{after}')
+    README.write_text(f'{before}{README_START}\n{headline_text(section, peers_section)}\n{README_END}{after}')
     print(f'updated {README}')
 
 
