@@ -45,7 +45,7 @@ class Leap:
 def test_ant_planner_does_not_choose_a_leap_the_paper_reward_prefers():
     task = MovingForwardTask.for_agent(ANT)
     assert task.height_band is not None and task.height_band[0] == Z
-    low, high = task.height_band[1:3]
+    low, high = task.height_band[2:4]
     assert low <= STAND <= high < 0.9            # the band of config/ant.yaml excludes the leap's height
     planner = make_planner('random_shooting', ANT.action_dim, 5, 64, seed=0)
     result = planner.plan(Leap(), task, _state())
@@ -67,7 +67,10 @@ def test_the_band_and_the_fall_penalty_stay_out_of_the_return():
     nxt[..., 0] = 1.0 * ANT.dt
     r = float(task.reward(s, torch.zeros(1, ANT.action_dim), nxt))
     assert r == pytest.approx(1.0 + 0.5)
-    assert float(task.planning_penalty(nxt)) == pytest.approx(ANT.plan_height_penalty)
+    high = ANT.plan_height_max
+    assert float(task.planning_penalty(nxt)) == pytest.approx(ANT.plan_height_penalty * (0.9 - high))
+    nxt[..., ANT.index('vz')] = 2.0                   # taking off at 2 m/s: its apex is 0.9 + 4 / 19.62 m
+    assert float(task.planning_penalty(nxt)) == pytest.approx(ANT.plan_height_penalty * (0.9 + 4 / 19.62 - high))
     follow = make_task('trajectory_following', ANT, None)
     assert follow.height_band == task.height_band                 # both tasks plan with the ant's band
     # agents without a band: the swimmer has no height, the cheetah's band is off
@@ -105,6 +108,12 @@ def test_forward_and_follow_units_share_the_ants_random_data(tmp_path):
     own = next(collect_random('ant', 1, 6, RAND_SEED + 1, task='follow'))
     np.testing.assert_array_equal(linked[0].states, own.states)
     assert share_random_data(fwd, fol, 'ant', {'random_rollouts': 3, 'random_steps': 6}) == 0   # already there
+    assert not (fol / 'iter_0').exists()                      # other training settings (3 rollouts): no model
+    (fwd / 'iter_0').mkdir()
+    (fwd / 'iter_0' / 'model.pt').write_bytes(b'model')
+    (fwd / 'iter_0' / 'metrics.json').write_text('{}')
+    share_random_data(fwd, tmp_path / 'same', 'ant', settings)
+    assert (tmp_path / 'same' / 'iter_0' / 'model.pt').read_bytes() == b'model'
     assert share_random_data(fwd, tmp_path / 'x', 'ant', {'random_rollouts': 2, 'random_steps': 7}) == 0
     (fwd / 'settings.json').write_text(json.dumps({'agent': 'swimmer', 'terrain': None, 'settings': settings}))
     assert share_random_data(fwd, tmp_path / 'y', 'swimmer', settings) == 0    # heading noise: not the same

@@ -116,7 +116,8 @@ def share_random_data(other: Path, out: Path, agent: str, settings: dict, log=pr
     """Hard-link the finished D_rand bags of unit folder ``other`` into ``out``/rand where they are the same
     collection: ``mbmf-ros mbrl`` collects episode i of either task from seed RAND_SEED + i, with heading noise
     only in an agent's follow data (the swimmer's), so for an agent without it the two tasks' random data with
-    the same rollout length are identical (the ant's 700 x 1000 steps: half its cost). Returns the number of
+    the same rollout length are identical (the ant's 700 x 1000 steps: half its cost); so is the model trained
+    on them alone (iter_0) when the training settings are the same: it is linked too. Returns the number of
     bags linked (0 when the collections differ or ``other`` has none)."""
     import os
     import shutil
@@ -143,6 +144,16 @@ def share_random_data(other: Path, out: Path, agent: str, settings: dict, log=pr
         linked += 1
     if linked:
         log(f'{out.name}: {linked} random rollouts linked from {other / "rand"} (the same collection)')
+    # The model trained on that data alone (iter_0) is the same too when the training settings are.
+    same = ('random_rollouts', 'epochs', 'rand_fraction', 'hidden_sizes')
+    src, dst = other / 'iter_0', out / 'iter_0'
+    if (all(theirs['settings'].get(k) == settings.get(k) for k in same) and (src / 'model.pt').is_file()
+            and (src / 'metrics.json').is_file() and not (dst / 'model.pt').exists()):
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in ('model.pt', 'metrics.json'):
+            (dst / name).unlink(missing_ok=True)
+            os.link(src / name, dst / name)
+        log(f'{out.name}: model {src / "model.pt"} linked (the same data and training settings)')
     return linked
 
 

@@ -64,9 +64,9 @@ class AgentSpec:
     heading_noise: start headings from U(-pi, pi) in trajectory-following data (moving-forward data: never).
     ctrl_cost, ctrl_scale, alive_bonus: moving-forward reward r = v + alive_bonus - ctrl_cost*|a/ctrl_scale|^2.
     termination_penalty: what a planner's objective subtracts when a candidate is predicted to terminate (never
-    part of the reward; ``MovingForwardTask``). plan_height_min, plan_height_max (m), plan_height_penalty: a
-    planner's objective subtracts the penalty for each predicted step whose height z leaves [min, max]
-    (0: none; ``Task.planning_penalty``), for both tasks.
+    part of the reward; ``MovingForwardTask``). plan_height_min, plan_height_max (m), plan_height_penalty (per m):
+    a planner's objective subtracts the penalty times how far each predicted step's height (its ballistic apex)
+    leaves [min, max] (0: none; ``Task.planning_penalty``), for both tasks.
     planner_defaults: {'num_samples': K, 'horizon': H} for trajectory following (the product task; for the
     hopper, which has no TF entry, its moving-forward values); forward_planner_defaults: the same for
     moving forward. sim: simulator parameters (see ``sim/simulation.py``). follow_speed_bl: the pace (body

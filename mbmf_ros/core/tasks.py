@@ -27,6 +27,7 @@ from mbmf_ros.core.waypoints import ProgressTracker, TrackingState, WaypointPath
 
 
 TASKS = ('trajectory_following', 'moving_forward')
+GRAVITY = 9.81          # m/s^2, MuJoCo's default gravity (the agents' model files keep it)
 
 
 def _planner_defaults(**given):
@@ -39,8 +40,9 @@ def _planner_defaults(**given):
 class Task:
     """Base: see the module docstring for the contract.
 
-    height_band: None, or (index, low m, high m, penalty) set from the agent (``height_band_for``): a planner
-    subtracts ``penalty`` for each predicted step whose height s'[index] leaves [low, high] (``planning_penalty``).
+    height_band: None, or (z index, vz index or None, low m, high m, penalty per m) set from the agent
+    (``height_band_for``): a planner subtracts ``penalty`` times how far each predicted step's height leaves
+    [low, high] (``planning_penalty``).
     """
     name = 'task'
     height_band = None
@@ -51,14 +53,19 @@ class Task:
         Why: the ant's episode ends when its torso leaves [0.2, 1.0] m; a gait that jumps gains x velocity, and a
         model trained on random data underestimates take-offs, so the fall only shows in the predictions once
         the ant is already in the air. The paper's authors keep the ant's torso in [0.3, 0.67] m the same way
-        ("penalizing for jumping too high or for falling down", appendix C.1). Never part of ``reward``: an
-        episode's return stays the paper's.
+        ("penalizing for jumping too high or for falling down", appendix C.1). The height is the ballistic apex
+        ``z + max(vz, 0)^2 / (2 g)`` where the state has a vertical velocity: a take-off is seen a step or two
+        before the torso rises, and the penalty grows with the excess (an indicator cannot rank candidates
+        that all start above the band, as the ant does when it is dropped at its start).
+        Never part of ``reward``: an episode's return stays the paper's.
         """
         if self.height_band is None:
             return None
-        i, low, high, penalty = self.height_band
-        z = next_states[..., i]
-        return penalty * ((z < low) | (z > high)).to(next_states.dtype)
+        iz, ivz, low, high, penalty = self.height_band
+        z = next_states[..., iz]
+        if ivz is not None:
+            z = z + next_states[..., ivz].clamp_min(0.0) ** 2 / (2.0 * GRAVITY)
+        return penalty * ((low - z).clamp_min(0.0) + (z - high).clamp_min(0.0))
 
     def update(self, state) -> None:  # noqa: B027 - optional hook
         """Called once per control step with the true state (S,) before planning."""
@@ -290,8 +297,9 @@ class MovingForwardTask(Task):
 
 
 def height_band_for(spec):
-    """The planning height band of an agent (``Task.height_band``): (index of 'z', plan_height_min,
-    plan_height_max, plan_height_penalty), or None when its penalty is 0 or it has no height."""
+    """The planning height band of an agent (``Task.height_band``): (index of 'z', index of 'vz' or None,
+    plan_height_min, plan_height_max, plan_height_penalty per m), or None when its penalty is 0 or it has no
+    height."""
     penalty = float(getattr(spec, 'plan_height_penalty', 0.0) or 0.0)
     if penalty <= 0 or 'z' not in spec.state_names:
         return None
@@ -299,7 +307,8 @@ def height_band_for(spec):
     if not low < high or not math.isfinite(penalty):
         raise ValueError(f'agent {spec.name}: expected plan_height_min < plan_height_max and a finite '
                          f'plan_height_penalty, found {low}, {high}, {penalty}')
-    return (spec.state_names.index('z'), low, high, penalty)
+    vz = spec.state_names.index('vz') if 'vz' in spec.state_names else None
+    return (spec.state_names.index('z'), vz, low, high, penalty)
 
 
 def make_task(name: str, spec=None, path: WaypointPath | None = None, **kwargs) -> Task:
