@@ -236,8 +236,9 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
         if ev is None:
             md.append(f'| {agent} | not run this session (unit follow_{agent}) | | | | | |')
             continue
-        fol[agent] = ev
-        data = _data_steps(ev['model'], ev['settings'])
+        sm = _load(work / f'follow_{agent}' / 'summary.json')     # steps collected (training + validation)
+        data = sm['total_steps'] if sm else _data_steps(ev['model'], ev['settings'])
+        fol[agent] = {**ev, 'data_steps': data}
         r = ev['results']
         for name in r['mpc']['paths']:
             m, z, x = r['mpc']['paths'][name], r['zero']['paths'][name], r['random']['paths'][name]
@@ -315,7 +316,8 @@ def headline(fwd: dict, fol: dict, stamp: str) -> str:
         cell = lambda c: (f"{r[c]['mean_cross_track_body_lengths']['mean']:.3f} BL, "  # noqa: E731
                           f"{r[c]['completion']['mean']:.2f} done")
         rows.append(f"| {agent} | follow (cross-track, completion; {len(r['mpc']['paths'])} paths) | "
-                    f"{_data_steps(ev['model'], ev['settings'])} | {cell('mpc')} | {cell('zero')} | {cell('random')} |")
+                    f"{ev.get('data_steps') or _data_steps(ev['model'], ev['settings'])} | {cell('mpc')} | "
+                    f"{cell('zero')} | {cell('random')} |")
     return '\n'.join(rows) + f'\n\n{stamp}; full tables: [results/README.md](results/README.md).\n'
 
 
