@@ -18,6 +18,7 @@ the ceiling is the best square matmul of this run (bench/common.py).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from common import (add_clock_argument, header_lines, interleaved, measure_peaks
 from mbmf_ros.core.agents import get_agent  # noqa: E402
 from mbmf_ros.core.dynamics import DynamicsModel  # noqa: E402
 from mbmf_ros.core.planners import PLANNERS, make_planner  # noqa: E402
+from mbmf_ros.core.rollout import DEFAULT_CHUNK_ROWS, chunk_spans, worker_pool  # noqa: E402
 from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask  # noqa: E402
 from mbmf_ros.core.waypoints import WaypointPath  # noqa: E402
 from mbmf_ros.graphs import default_model_path, resolve_path  # noqa: E402
@@ -69,29 +71,40 @@ def agent_setup(agent: str, members: int = 1, device='cpu'):
     return spec, model.eval().to(device), task, state
 
 
-def matmuls_only(model, rows: int, precision: str, chunk: int = 1024):
-    """The floor of a rollout: the MLP's three matmuls (bias and ReLU in place) over ``rows`` rows in chunks,
-    nothing else. What a plan takes beyond it is sampling, the state update, the reward and bookkeeping (all
-    that torch.compile could fuse)."""
+def matmuls_only(model, K: int, H: int, precision: str):
+    """The floor of a rollout: the MLP's three matmuls (bias and ReLU in place) over K x H rows, in the chunks
+    and on the worker threads the rollout uses (core.rollout), nothing else. What a plan takes beyond it is
+    sampling, the state update, the reward and bookkeeping."""
     dt = torch.float32 if precision == 'float32' else torch.bfloat16
     ws = [layer.weight.detach()[0].to(dt) for layer in model.layers]
     bs = [layer.bias.detach()[0, 0].to(dt) for layer in model.layers]
-    x = torch.randn(chunk, ws[0].shape[0]).to(dt)
-    hs = [torch.empty(chunk, w.shape[1], dtype=dt) for w in ws]
+    spans = chunk_spans(K, DEFAULT_CHUNK_ROWS, torch.get_num_threads())
+    c = max(k1 - k0 for k0, k1 in spans)
+    workers = min(torch.get_num_threads(), len(spans))
+    scratch = [(torch.randn(c, ws[0].shape[0]).to(dt), [torch.empty(c, w.shape[1], dtype=dt) for w in ws])
+               for _ in range(workers)]
+
+    def chunks(mine, x, hs):
+        with torch.inference_mode():
+            for k0, k1 in mine:
+                for _ in range(H):
+                    h = x[:k1 - k0]
+                    for i, (w, b) in enumerate(zip(ws, bs)):
+                        torch.addmm(b, h, w, out=hs[i][:k1 - k0])
+                        h = hs[i][:k1 - k0]
+                        if i < len(ws) - 1:
+                            h.relu_()
 
     def run():
-        for r0 in range(0, rows, chunk):
-            n = min(chunk, rows - r0)
-            h = x[:n]
-            for i, (w, b) in enumerate(zip(ws, bs)):
-                torch.addmm(b, h, w, out=hs[i][:n])
-                h = hs[i][:n]
-                if i < len(ws) - 1:
-                    h.relu_()
+        if workers == 1:
+            return chunks(spans, *scratch[0])
+        futures = [worker_pool(workers).submit(chunks, spans[i::workers], *scratch[i]) for i in range(workers)]
+        for f in futures:
+            f.result()
     return run
 
 
-def speed_table(configs, repeats, peaks):
+def speed_table(configs, repeats, peaks, headline):
     rows = []
     for agent, K, H in configs:
         spec, model, task, state = agent_setup(agent)
@@ -103,12 +116,15 @@ def speed_table(configs, repeats, peaks):
             p = make_planner('random_shooting', spec.action_dim, H, K, seed=0, precision=prec)
             v[prec] = lambda p=p: p.plan(model, task, state)
         for prec in ('float32', 'bfloat16'):
-            v[f'{prec}: its matmuls alone'] = matmuls_only(model, K * H, prec)
+            v[f'{prec}: its matmuls alone'] = matmuls_only(model, K, H, prec)
         res = interleaved(v, repeats)
         flops = mlp_flops(model_dims(model), K * H)
         period_ms = spec.dt * 1e3
         for k, r in res.items():
             gf = flops / r['best'] / 1e9
+            if k in ('float32', 'bfloat16'):
+                headline['random_shooting'].append({'agent': agent, 'K': K, 'H': H, 'precision': k,
+                                                    'ms': r['best'] * 1e3, 'of_peak': gf / peaks['f32']})
             rows.append([agent, f'{K}x{H}', k, f'{r["best"] * 1e3:.1f}', f'{r["median"] * 1e3:.1f}', f'{gf:.0f}',
                          f'{100 * gf / peaks["f32"]:.0f}%',
                          f'{res["reference (predict per step)"]["best"] / r["best"]:.2f}',
@@ -117,7 +133,7 @@ def speed_table(configs, repeats, peaks):
                   'speed-up vs reference', 'of control period'], rows)
 
 
-def planners_table(K, H, members_list, repeats, peaks):
+def planners_table(K, H, members_list, repeats, peaks, headline):
     rows = []
     for members in members_list:
         spec, model, task, state = agent_setup('hexapod', members)
@@ -132,33 +148,48 @@ def planners_table(K, H, members_list, repeats, peaks):
             flops = mlp_flops(model_dims(model), K * H, members)
             gf = flops / r['best'] / 1e9
             f32 = res[(name, 'float32')]['best']
+            if members == 1:
+                headline['planners'].append({'planner': name, 'precision': prec, 'ms': r['best'] * 1e3,
+                                             'speedup': f32 / r['best']})
             rows.append([members, name, prec, f'{r["best"] * 1e3:.1f}', f'{r["median"] * 1e3:.1f}', f'{gf:.0f}',
                          f'{100 * gf / peaks["f32"]:.0f}%', f'{f32 / r["best"]:.2f}'])
     return table(['E', 'planner', 'precision', 'ms/plan (best)', 'median', 'GFLOP/s (MLP)', 'of f32 peak',
                   'speed-up vs float32'], rows)
 
 
-def path_table(K, H, counts, repeats):
-    """The same 3-segment geometry resampled to n waypoints: the planner's cost against n."""
+def path_table(K, H, counts, repeats, headline):
+    """The same 3-segment geometry resampled to n waypoints, and n waypoints along a curve: the planner's cost
+    against n (the reward measures against the path through fewer waypoints, core.waypoints.simplify)."""
     spec, model, _, state = agent_setup('hexapod')
-    corners = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [2.0, 1.0]])
-    v = {}
+    # 2 m legs: 5000 waypoints are then 1.2 mm apart (closer ones would be merged, waypoints.validate_path).
+    corners = np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [4.0, 2.0]])
+    paths = {}
     for n in counts:
         if n == len(corners):
-            pts = corners
+            paths[(n, 'polyline')] = corners
         else:
             per = max(1, (n - 1) // 3)
-            pts = np.concatenate([np.linspace(corners[i], corners[i + 1], per, endpoint=False) for i in range(3)]
-                                 + [corners[-1:]])
-        task = TrajectoryFollowingTask(WaypointPath(pts), lookahead_m=0.5)
+            paths[(n, 'polyline')] = np.concatenate(
+                [np.linspace(corners[i], corners[i + 1], per, endpoint=False) for i in range(3)] + [corners[-1:]])
+    # A half circle of 2 m radius from the start, a left turn: no waypoint lies on a straight stretch.
+    theta = np.linspace(0.0, np.pi, max(counts))
+    paths[(max(counts), 'half circle, r = 2 m')] = 2.0 * np.stack([np.sin(theta), 1.0 - np.cos(theta)], 1)
+    v, windows, given = {}, {}, {}
+    for key, pts in paths.items():
+        path = WaypointPath(pts)
+        given[key] = len(path)              # after merging waypoints closer than 1 mm (waypoints.validate_path)
+        task = TrajectoryFollowingTask(path, lookahead_m=0.5)
         task.update(state)
+        windows[key] = len(task._window[0])
         p = make_planner('random_shooting', spec.action_dim, H, K, seed=0)
-        v[len(pts)] = lambda p=p, task=task: p.plan(model, task, state)
+        v[key] = lambda p=p, task=task: p.plan(model, task, state)
     res = interleaved(v, repeats)
-    base = res[min(res)]['best']
-    rows = [[n, f'{r["best"] * 1e3:.1f}', f'{r["median"] * 1e3:.1f}', f'{r["best"] / base:.2f}']
-            for n, r in res.items()]
-    return table(['waypoints', 'ms/plan (best)', 'median', 'cost vs 4 waypoints'], rows)
+    base = res[(len(corners), 'polyline')]['best']
+    headline['paths'] = [{'waypoints': given[key], 'path': key[1], 'cost': r['best'] / base} for key, r in res.items()]
+    rows = [[given[(n, shape)], shape, windows[(n, shape)], f'{r["best"] * 1e3:.1f}', f'{r["median"] * 1e3:.1f}',
+             f'{r["best"] / base:.2f}'] for (n, shape), r in res.items()]
+    return table(['waypoints', 'path', 'segments in the reward\'s window', 'ms/plan (best)', 'median',
+                  'cost vs 4 waypoints'], rows)
 
 
 def gpu_table(repeats):
@@ -196,14 +227,19 @@ def main() -> int:
     print(header_lines(peaks))
     print(f'- best of {args.repeats} interleaved repeats; GFLOP/s count the MLP\'s multiply-adds over the whole '
           f'plan time (sampling, reward and bookkeeping included)\n')
+    headline = {'threads': args.threads, 'clock': args.clock, 'peak_f32': peaks['f32'], 'peak_bf16': peaks['bf16'],
+                'random_shooting': [], 'planners': []}
     print('### Random shooting per agent: reference rollout, float32, bfloat16\n')
-    print(speed_table(configs, args.repeats, peaks))
+    print(speed_table(configs, args.repeats, peaks, headline))
     print('\n### Every planner, hexapod K=1000 H=10 (E: ensemble members)\n')
-    print(planners_table(1000, 10, [1] if args.quick else [1, 5], args.repeats, peaks))
-    print('\n### Path length: random shooting K=1000 H=10, the same 3-segment path with more waypoints\n')
-    print(path_table(1000, 10, [4, 1000] if args.quick else [4, 1000, 5000], args.repeats))
+    print(planners_table(1000, 10, [1] if args.quick else [1, 5], args.repeats, peaks, headline))
+    print('\n### Path length: random shooting K=1000 H=10, the same 3-segment path with more waypoints, and a '
+          'curve\n')
+    print(path_table(1000, 10, [4, 1000] if args.quick else [4, 1000, 5000], args.repeats, headline))
     print('\n### GPU\n')
     print(gpu_table(args.repeats))
+    # The figures README.md quotes, for bench/run_all.py (an HTML comment: invisible in results.md).
+    print(f'\n<!-- headline {json.dumps(headline)} -->')
     return 0
 
 

@@ -72,13 +72,30 @@ def _best_rate(fn, flops: float, seconds: float = 0.4, min_calls: int = 3) -> fl
     return best
 
 
+def numpy_blas_threads(n: int) -> bool:
+    """Hold numpy's OpenBLAS to ``n`` threads (it starts one per CPU, whatever torch's count): False where this
+    numpy has no OpenBLAS of its own to set."""
+    import ctypes
+    import glob
+    for lib in glob.glob(str(Path(np.__file__).parent) + '.libs/*openblas*.so*'):
+        dll = ctypes.CDLL(lib)
+        for name in ('scipy_openblas_set_num_threads64_', 'openblas_set_num_threads64_', 'openblas_set_num_threads'):
+            if hasattr(dll, name):
+                getattr(dll, name)(ctypes.c_int(n))
+                return True
+    return False
+
+
 def measure_peaks(sizes=(1024, 2048), seconds: float = 0.4) -> dict:
     """Matmul ceiling of this machine at the current thread count, GFLOP/s (best over sizes and repeats).
 
     'f32': float32, the larger of torch's and numpy's (OpenBLAS) square matmuls; 'f32_torch', 'f32_numpy'
-    separately; 'bf16': torch bfloat16. n x n @ n x n counts 2 n^3 FLOP.
+    separately; 'bf16': torch bfloat16. n x n @ n x n counts 2 n^3 FLOP. numpy's OpenBLAS runs on as many
+    threads as torch (left alone it used every CPU: with --threads 1 the "1-thread" ceiling was a 2-thread one);
+    where its thread count cannot be set, numpy is left out (0) unless torch uses every CPU anyway.
     """
     out = {'f32_torch': 0.0, 'f32_numpy': 0.0, 'bf16': 0.0}
+    numpy_ok = numpy_blas_threads(torch.get_num_threads()) or torch.get_num_threads() == os.cpu_count()
     for n in sizes:
         flops = 2.0 * n ** 3
         a, b = torch.randn(n, n), torch.randn(n, n)
@@ -89,7 +106,8 @@ def measure_peaks(sizes=(1024, 2048), seconds: float = 0.4) -> dict:
         out['bf16'] = max(out['bf16'], _best_rate(lambda: torch.mm(ab, bb, out=cb), flops, seconds))
         an, bn = a.numpy(), b.numpy()
         cn = np.empty((n, n), dtype=np.float32)
-        out['f32_numpy'] = max(out['f32_numpy'], _best_rate(lambda: np.matmul(an, bn, out=cn), flops, seconds))
+        if numpy_ok:
+            out['f32_numpy'] = max(out['f32_numpy'], _best_rate(lambda: np.matmul(an, bn, out=cn), flops, seconds))
     out['f32'] = max(out['f32_torch'], out['f32_numpy'])
     return out
 

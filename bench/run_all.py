@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_info  # noqa: E402
 
 CLOCKED = ('bench_planners.py', 'bench_peers.py')
+RESULTS = REPO / 'bench' / 'results.md'
+README = REPO / 'README.md'
+README_START = '<!-- bench headline: written by bench/run_all.py from bench/results.md, do not edit by hand -->'
+README_END = '<!-- bench headline end -->'
 MARK = '<!-- section: '
 PEERS_PY = REPO / '.venv-peers' / 'bin' / 'python'
 BENCHES = [  # (script, python, arguments of a full run)
@@ -38,7 +44,7 @@ def main() -> int:
     ap.add_argument('--quick', action='store_true', help='every benchmark with --quick')
     ap.add_argument('--only', nargs='*', help='run only these scripts; the other sections of results.md are kept '
                     'as they were (each section names the commit and load it was measured at)')
-    ap.add_argument('--out', default=str(REPO / 'bench' / 'results.md'))
+    ap.add_argument('--out', default=str(RESULTS), help='results file (README.md is updated only from the default)')
     ap.add_argument('--import-sections', metavar='FILE',
                     help='also take the sections of another results file written by this script (a run that went '
                          'to another --out at the same time), each with its own commit and load lines')
@@ -99,7 +105,47 @@ def main() -> int:
     body = '\n\n'.join(f'{MARK}{name} -->\n{sections[name]}' for name in order if name in sections)
     out.write_text('\n'.join(head) + '\n' + body + '\n')
     print(f'wrote {out}')
+    if out.resolve() == RESULTS and 'bench_planners.py' in sections:
+        update_readme(sections['bench_planners.py'])
     return 0 if all('exited with status' not in v for v in sections.values()) else 1
+
+
+def headline_text(section: str) -> str:
+    """README's speed figures from bench_planners' section of results.md (its headline comment, commit, load)."""
+    h = json.loads(re.search(r'<!-- headline (\{.*\}) -->', section).group(1))
+    commit = re.search(r'^- commit: (.*)$', section, re.M).group(1)
+    load = re.search(r'^- load average at the start \(1/5/15 min\): (.*)$', section, re.M).group(1)
+    rs = {(r['agent'], r['K'], r['H'], r['precision']): r for r in h['random_shooting']}
+    rows = []
+    for (agent, K, H, prec), r in rs.items():
+        if prec == 'float32' and (agent, K, H, 'bfloat16') in rs:
+            b = rs[(agent, K, H, 'bfloat16')]
+            rows.append(f"| {agent} | {K} x {H} | {r['ms']:.1f} | {100 * r['of_peak']:.0f}% | {b['ms']:.1f} | "
+                        f"{r['ms'] / b['ms']:.2f}x |")
+    bf = [p for p in h['planners'] if p['precision'] == 'bfloat16']
+    lines = [f"`make bench`, bench/results.md: commit {commit}, {h['threads']} thread(s), {h['clock']} clock, load "
+             f"average at the start {load}; float32 matmul peak of the same run {h['peak_f32']:.0f} GFLOP/s, "
+             f"bfloat16 {h['peak_bf16']:.0f}.", '',
+             '| random shooting | K x H | ms per plan, float32 | of the float32 peak | ms per plan, bfloat16 | '
+             'bfloat16 speed-up |', '|---|---|---|---|---|---|'] + rows + ['']
+    if bf:
+        lines.append('Hexapod K=1000 H=10 in bfloat16: ' + ', '.join(
+            f"{p['planner']} {p['ms']:.1f} ms ({p['speedup']:.2f}x float32)" for p in bf) + '.')
+    if h.get('paths'):
+        lines.append('A plan (K=1000 H=10, float32) on a path of n waypoints costs, against 4 waypoints: ' + ', '.join(
+            f"{p['waypoints']} ({p['path']}) {p['cost']:.2f}x" for p in h['paths'] if p['waypoints'] != 4) + '.')
+    return '\n'.join(lines)
+
+
+def update_readme(section: str) -> None:
+    """Replace README.md's text between README_START and README_END by ``headline_text`` (no markers: no change)."""
+    text = README.read_text()
+    if README_START not in text or '<!-- headline ' not in section:
+        return
+    before, rest = text.split(README_START, 1)
+    _, after = rest.split(README_END, 1)
+    README.write_text(f'{before}{README_START}\n{headline_text(section)}\n{README_END}{after}')
+    print(f'updated {README}')
 
 
 if __name__ == '__main__':

@@ -43,7 +43,7 @@ class Leap:
 
 
 def test_ant_planner_does_not_choose_a_leap_the_paper_reward_prefers():
-    task = MovingForwardTask.for_agent(ANT)
+    task = MovingForwardTask.for_agent(ANT, planning=True)
     assert task.height_band is not None and task.height_band[0] == Z
     low, high = task.height_band[2:4]
     assert low <= STAND <= high < 0.9            # the band of config/ant.yaml excludes the leap's height
@@ -55,14 +55,15 @@ def test_ant_planner_does_not_choose_a_leap_the_paper_reward_prefers():
     traj = _state().expand(1, 2, 1, -1).repeat(1, 1, 6, 1)
     for t in range(5):
         traj[0, :, t + 1] = Leap().predict(traj[0, :, t], seqs[:, t])[0]
-    r = score(task, traj, seqs)[0]
+    r = score(task, traj, seqs, torch.ones(1, 2, dtype=torch.bool))[0]
     assert r[0] > r[1], f'walk {float(r[0]):.3f} vs leap {float(r[1]):.3f}'
 
 
 def test_the_band_and_the_fall_penalty_stay_out_of_the_return():
     """An episode's return is the appendix reward of the true transitions: the planning-only terms never enter
     ``reward`` (a high torso inside the termination bounds earns the full reward)."""
-    task = MovingForwardTask.for_agent(ANT)
+    task = MovingForwardTask.for_agent(ANT, planning=True)
+    assert MovingForwardTask.for_agent(ANT).height_band is None          # the scorer of an episode's return
     s, nxt = _state()[None], _state(0.9)[None, None].clone()
     nxt[..., 0] = 1.0 * ANT.dt
     r = float(task.reward(s, torch.zeros(1, ANT.action_dim), nxt))
@@ -74,8 +75,9 @@ def test_the_band_and_the_fall_penalty_stay_out_of_the_return():
     follow = make_task('trajectory_following', ANT, None)
     assert follow.height_band == task.height_band                 # both tasks plan with the ant's band
     # agents without a band: the swimmer has no height, the cheetah's band is off
-    assert MovingForwardTask.for_agent(get_agent('swimmer')).height_band is None
-    assert MovingForwardTask.for_agent(get_agent('half_cheetah')).planning_penalty(torch.zeros(1, 18)) is None
+    assert MovingForwardTask.for_agent(get_agent('swimmer'), planning=True).height_band is None
+    cheetah = MovingForwardTask.for_agent(get_agent('half_cheetah'), planning=True)
+    assert cheetah.planning_penalty(torch.zeros(1, 18)) is None
 
 
 def test_a_predicted_fall_costs_the_fall_penalty_once():
@@ -84,7 +86,7 @@ def test_a_predicted_fall_costs_the_fall_penalty_once():
     task = MovingForwardTask(0, alive_bonus=1.0, termination=[(1, 0.5, 10.0)], dt=0.1, termination_penalty=50.0)
     states = torch.tensor([[[0.0, 1.0], [0.1, 1.0], [0.2, 0.1], [0.3, 1.0]],      # falls on step 2, back up
                            [[0.0, 1.0], [0.1, 1.0], [0.2, 1.0], [0.3, 1.0]]])[None]
-    r = score(task, states, torch.zeros(2, 3, 1))[0]
+    r = score(task, states, torch.zeros(2, 3, 1), torch.ones(1, 2, dtype=torch.bool))[0]
     np.testing.assert_allclose(r.numpy(), [2.0 - 50.0, 6.0], atol=1e-5)
     assert ANT.termination_penalty > 0
 

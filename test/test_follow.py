@@ -146,8 +146,9 @@ def test_a_recorded_follow_run_trains_the_next_model(ros_env, tmp_path):
 
 
 def test_aggregate_runs_the_papers_algorithm_1(ros_env, tmp_path):
-    """One aggregation iteration: follow with the shipped model while recording, retrain warm-started on
-    D_rand + D_rl, follow again with the new model; figures and provenance land in the output folder."""
+    """One aggregation iteration of `mbmf-ros mbrl`'s loop over the follow graph: follow with the shipped model
+    while recording, retrain warm-started on D_rand + D_rl, follow again with the new model; figures and
+    provenance land in the output folder, in mbrl's layout."""
     from mbmf_ros.io.bags import load_trajectories
     from mbmf_ros.io.checkpoint import load_checkpoint
     from mbmf_ros.graphs import default_model_path, resolve_path
@@ -161,14 +162,14 @@ def test_aggregate_runs_the_papers_algorithm_1(ros_env, tmp_path):
                                 '--iterations', '1', '--epochs', '2', '--out', str(out)],
                          env=ros_env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert 'iteration 0:' in res.stdout and 'iteration 1:' in res.stdout
+    assert 'model 0 (' in res.stdout and 'model 1 (iter_1/model.pt)' in res.stdout
     summary = json.loads((out / 'summary.json').read_text())
     shipped = resolve_path(default_model_path('hexapod'))
-    assert [row['model'] for row in summary] == [shipped, str(out / 'iter_0' / 'model.pt')]
-    assert all(row['paths']['ahead']['done'] for row in summary)
-    _, rep = load_trajectories([str(out / 'iter_0' / 'rl')], agent='hexapod')
-    assert rep.transitions == summary[0]['paths']['ahead']['steps']
-    _, meta = load_checkpoint(out / 'iter_0' / 'model.pt', agent='hexapod')
+    assert [row['model'] for row in summary['follow']] == [shipped, 'iter_1/model.pt']
+    assert all(row['paths']['ahead']['done'] for row in summary['follow'])
+    _, rep = load_trajectories([str(out / 'iter_1' / 'rl')], agent='hexapod')
+    assert rep.transitions == summary['follow'][0]['paths']['ahead']['steps'] == summary['total_steps'] - summary['random_steps']
+    _, meta = load_checkpoint(out / 'iter_1' / 'model.pt', agent='hexapod')
     assert meta['warm_start'] == shipped and len(meta['rl_bags']) == 1 and len(meta['bags']) == 2
 
 

@@ -78,6 +78,11 @@ def test_mbrl_runs_algorithm_1_resumes_and_evaluates(tmp_path, capsys):
     # Other settings in the same folder are refused, naming the folder.
     with pytest.raises(ValueError, match='other settings'):
         run_mbrl('swimmer', 'forward', out, {**settings, 'epochs': 3})
+    with pytest.raises(ValueError, match='other settings'):     # K plans the aggregation rollouts
+        run_mbrl('swimmer', 'forward', out, {**settings, 'num_samples': 7})
+    # How the run is evaluated is not what it holds: more evaluation seeds continue the same run.
+    run_mbrl('swimmer', 'forward', out, {**settings, 'eval_seeds': 5, 'eval_steps': 9, 'profile': 'here'})
+    assert 'training' not in capsys.readouterr().out
     # An interrupted bag (no metadata.yaml yet) is redone.
     import shutil
     shutil.rmtree(out / 'iter_1' / 'rl' / 'episode_0000')

@@ -7,7 +7,7 @@ import torch
 
 from mbmf_ros.core.agents import get_agent
 from mbmf_ros.core.policy import (Episode, GaussianPolicy, ImitationConfig, Observation, dagger, fit_policy)
-from mbmf_ros.core.waypoints import WaypointPath, random_path
+from mbmf_ros.core.waypoints import WaypointPath, training_path
 from mbmf_ros.io.checkpoint import CheckpointMismatch, load_checkpoint, load_policy, save_policy
 
 torch.set_num_threads(1)
@@ -120,12 +120,26 @@ def test_sb3_copy_reproduces_the_policy_mean_with_the_normaliser_folded_in():
         np.testing.assert_allclose(dist.distribution.stddev.numpy(), 0.5, atol=1e-6)
 
 
-def test_random_paths_are_valid_and_start_forward():
+def test_training_paths_cover_sharp_turns_both_ways_dense_curves_and_offset_starts():
+    import yaml
+
+    from mbmf_ros.graphs import config_dir
+    settings = yaml.safe_load((config_dir() / 'mbmf.yaml').read_text())['hexapod_follow']['paths']
     rng = np.random.default_rng(3)
-    for _ in range(20):
-        p = random_path(rng, (1, 3), (0.2, 0.5))
-        WaypointPath(p)
-        assert 2 <= len(p) <= 4 and p[1, 1] == 0.0 and p[1, 0] >= 0.2
+    turns, offsets, spacings = [], 0, []
+    for _ in range(300):
+        p = training_path(rng, **settings)
+        path = WaypointPath(p)                     # valid: finite, >= 2 points, no zero-length segment
+        turns += list(np.degrees(np.angle(np.exp(1j * np.diff(path.headings)))))
+        offsets += bool(np.linalg.norm(p[0]) > 1e-9)
+        spacings.append(path.lengths.min())
+    turns = np.asarray(turns)
+    assert (turns > 150).sum() >= 10 and (turns < -150).sum() >= 10       # hairpins both ways
+    assert abs((turns > 30).sum() - (turns < -30).sum()) < 0.2 * (np.abs(turns) > 30).sum()   # no side favoured
+    assert 0.2 < offsets / 300 < 0.4                 # ~offset_probability start behind/beside/askew
+    assert min(spacings) < 0.02                      # densely given curves
+    with pytest.raises(ValueError, match='unknown kind'):
+        training_path(rng, **settings, kinds=('spiral',))
 
 
 def test_closed_loop_records_expert_labels_where_the_policy_drives():
@@ -147,3 +161,21 @@ def test_closed_loop_records_expert_labels_where_the_policy_drives():
     # the policy drove: its actions, not the labels, moved the robot (the runs differ)
     assert not np.allclose(driven.trajectory_xy, expert.trajectory_xy)
     np.testing.assert_allclose(driven.observations[0], expert.observations[0], atol=1e-6)   # same start
+
+
+def test_closed_loop_ends_a_stalled_run():
+    from mbmf_ros.sim.closed_loop import STALL_PROGRESS_M, follow_in_process
+    spec = get_agent('hexapod')
+    ob = Observation('path', spec.state_names, (0.0, 0.1))
+
+    class Still:                                   # a policy that stands still
+        observation = ob
+
+        def act(self, obs):
+            return np.zeros(2)
+    path = np.array([[0.0, 0.0], [0.5, 0.0]])
+    stalled = follow_in_process('hexapod', None, path, policy=Still(), stall_steps=5)
+    assert stalled.steps == 5 and stalled.completion < STALL_PROGRESS_M / 0.5 + 0.01
+    assert follow_in_process('hexapod', None, path, policy=Still(), max_steps=12).steps == 12
+    # the start pose is the frame the path was given in
+    assert stalled.start_pose.shape == (3,) and np.allclose(stalled.trajectory_xy[0], stalled.start_pose[:2])

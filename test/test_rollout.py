@@ -1,6 +1,7 @@
 """The planners' fast rollout (core.rollout) against the reference arithmetic of model.predict + task.reward, and the
 trajectory reward's search window on long paths."""
 import math
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from mbmf_ros.core.agents import get_agent
 from mbmf_ros.core.dynamics import DynamicsModel
 from mbmf_ros.core.planners import Planner, coloured_noise, make_planner
-from mbmf_ros.core.rollout import MLPRollout, resolve_device, resolve_precision
+from mbmf_ros.core.rollout import MLPRollout, chunk_spans, resolve_device, resolve_precision
 from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask
 from mbmf_ros.core.training import TrainConfig, train_dynamics
 from mbmf_ros.core.waypoints import WaypointPath
@@ -90,6 +91,58 @@ def test_bfloat16_rollout_keeps_states_float32_and_ranks_alike():
     torch.testing.assert_close(s2[:, best], s0[:, best], rtol=1e-4, atol=1e-5)
 
 
+class ThreadRecordingTask(TrajectoryFollowingTask):
+    """Records the thread of every step_rewards call (the rollout calls it once per chunk)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.threads = []
+
+    def step_rewards(self, states, actions):
+        self.threads.append(threading.current_thread().name)
+        return super().step_rewards(states, actions)
+
+
+@pytest.mark.parametrize('members, precision', [(1, 'float32'), (3, 'bfloat16')])
+def test_concurrent_chunks_give_the_serial_result(members, precision):
+    """Two workers rolling chunks at once (torch single-threaded in each) give exactly the returns and states of
+    one thread rolling the same chunks in turn, and a planner the same plan; the caller's torch threads stay."""
+    spec, model = _model(members)
+    task = ThreadRecordingTask(WaypointPath([[0, 0], [0.3, 0.1], [0.5, 0.4]]), lookahead_m=0.5, heading_weight=0.2)
+    state = _state(spec)
+    task.update(state.numpy())
+    actions = torch.rand(256, 6, spec.action_dim, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    assert chunk_spans(256, 64, 1) == chunk_spans(256, 64, 2) == [(0, 64), (64, 128), (128, 192), (192, 256)]
+    threads = torch.get_num_threads()
+    r1, s1 = (t.clone() for t in MLPRollout(model, precision, chunk_rows=64, workers=1, refine_fraction=0.01
+                                            ).rollout(model, task, state, actions))
+    refine = precision == 'bfloat16'                    # the best candidates re-rolled in float32: one chunk
+    assert task.threads == ['MainThread'] * (4 + refine)
+    task.threads.clear()
+    r2, s2 = MLPRollout(model, precision, chunk_rows=64, workers=2, refine_fraction=0.01).rollout(
+        model, task, state, actions)
+    pooled = [name for name in task.threads if name.startswith('mlp-rollout')]
+    assert len(pooled) == 4 and task.threads.count('MainThread') == refine, task.threads   # the re-roll: 8 rows
+    assert torch.get_num_threads() == threads
+    torch.testing.assert_close(r2, r1, rtol=0, atol=0)
+    torch.testing.assert_close(s2, s1, rtol=0, atol=0)
+    # Default chunks: one of 256 rows serially, two of 128 concurrently; the same plan.
+    plans = [make_planner('random_shooting', spec.action_dim, 6, 256, seed=0, precision=precision, workers=w)
+             .plan(model, task, state.numpy()).actions for w in (1, 2)]
+    np.testing.assert_array_equal(plans[0], plans[1])
+
+
+def test_chunk_spans_cover_every_candidate_once():
+    for K in (1, 63, 128, 1000, 5000, 7000):
+        for workers in (1, 2, 3):
+            spans = chunk_spans(K, 1024, workers)
+            assert spans[0][0] == 0 and spans[-1][1] == K
+            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+            assert max(k1 - k0 for k0, k1 in spans) <= 1024
+    assert len(chunk_spans(1000, 1024, 2)) == 2 and len(chunk_spans(5000, 1024, 2)) == 6
+    assert len(chunk_spans(100, 1024, 2)) == 1          # under 64 rows per worker: one chunk
+
+
 def test_refolds_when_the_weights_change_in_place():
     spec, model = _model(1)
     task = TrajectoryFollowingTask(WaypointPath([[0, 0], [1.0, 0.0]]))
@@ -134,7 +187,7 @@ def test_non_finite_predictions_rank_last_and_termination_is_sticky():
 
 def test_long_path_costs_a_window_not_the_whole_path():
     """A 1000-waypoint path (the 4-waypoint one resampled every ~2 mm) gives the same rewards, and the reward
-    only ever looks at the segments of its search window."""
+    looks at the segments of its search window on the path through its corners only (waypoints.simplify)."""
     corners = np.array([[0.0, 0.0], [0.8, 0.0], [0.8, 0.8], [1.6, 0.8]])
     dense = np.concatenate([np.linspace(corners[i], corners[i + 1], 334, endpoint=False) for i in range(3)]
                            + [corners[-1:]])
@@ -147,7 +200,7 @@ def test_long_path_costs_a_window_not_the_whole_path():
     for pts in (corners, dense):
         task = TrajectoryFollowingTask(WaypointPath(pts), lookahead_m=0.5)
         task.update(state.numpy())
-        assert len(task._window[0]) <= 0.5 / 0.0024 + 3          # segments within 0.5 m of path, not 1002
+        assert len(task._window[0]) == 2            # the first leg and the next, not the 200 segments in 0.5 m
         out.append(MLPRollout(model, 'float32').rollout(model, task, state, actions)[0])
     torch.testing.assert_close(out[0], out[1], rtol=1e-4, atol=1e-4)
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask, make_task
-from mbmf_ros.core.waypoints import WaypointPath
+from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask, _project, make_task
+from mbmf_ros.core.waypoints import ProgressTracker, WaypointPath
 
 torch.set_num_threads(1)
 L_PATH = [[0.0, 0.0], [1.0, 0.0], [1.0, 2.0]]
@@ -132,6 +132,22 @@ def test_heading_term_penalises_facing_away():
     assert float(r[0]) == pytest.approx(0.0, abs=1e-6) and float(r[1]) == pytest.approx(-math.pi, abs=1e-5)
 
 
+def test_reverse_term_penalises_moving_backwards_only_and_the_batched_sum_agrees():
+    task = TrajectoryFollowingTask(WaypointPath(L_PATH), alpha=0.0, beta=0.0, reverse_weight=10.0)
+    task.update(np.zeros(5))
+    # facing +x at (0.2, 0): 2 cm forward, 2 cm backward, 2 cm sideways; facing -x: 2 cm toward -x is forward
+    s = torch.stack([_states([0.2, 0.0]), _states([0.2, 0.0]), _states([0.2, 0.0]), _states([0.2, 0.0], math.pi)])
+    nxt = torch.stack([_states([0.22, 0.0]), _states([0.18, 0.0]), _states([0.2, 0.02]),
+                       _states([0.18, 0.0], math.pi)]).unsqueeze(0)
+    r = task.reward(s, torch.zeros(4, 2), nxt)[0]
+    np.testing.assert_allclose(r.numpy(), [0.0, -0.2, 0.0, 0.0], atol=1e-5)
+    # step_rewards (the planners' batched path) has the same term: (E=1, K=4, H+1=2, S)
+    seq = torch.stack([s, nxt[0]], 1).unsqueeze(0)
+    np.testing.assert_allclose(task.step_rewards(seq, torch.zeros(4, 1, 2))[0, :, 0].numpy(), r.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match='reverse_weight'):
+        TrajectoryFollowingTask(reverse_weight=-1.0)
+
+
 def test_bad_weights_and_no_path():
     with pytest.raises(ValueError, match='alpha'):
         TrajectoryFollowingTask(alpha=float('nan'))
@@ -188,3 +204,65 @@ def test_moving_forward_for_every_real_agent():
         r = task.reward(torch.zeros(4, S), torch.ones(4, A), torch.zeros(2, 4, S))
         assert r.shape == (2, 4)
         assert torch.allclose(r, torch.full((2, 4), table[name]), atol=1e-9), name
+
+
+def test_dense_path_rewards_a_simplified_window_and_tracks_the_given_path():
+    """A global planner's path, a pose every 3 mm along straight legs and a half circle: the reward measures
+    against the path through fewer waypoints (within 0.1 mm of all), so its window holds a few segments instead
+    of 160, the cross-track error is the full projection's to 0.1 mm and the progress per step to 2 mm (for
+    candidates up to 15 cm off the 1 m curve), while the tracking (segment, progress, done) is that of the path
+    as given."""
+    theta = np.linspace(0, np.pi, 1000)
+    arc = np.stack([np.sin(theta), 1 - np.cos(theta)], 1)
+    dense = np.concatenate([np.linspace([-1.0, 0.0], [0.0, 0.0], 333, endpoint=False), arc,
+                            np.linspace([0.0, 2.0], [-1.0, 2.0], 334)[1:]])
+    path = WaypointPath(dense)
+    task = TrajectoryFollowingTask(path, lookahead_m=0.5, heading_weight=0.0, clamp_progress=False)
+    tracker = ProgressTracker(path, lookahead_m=0.5, goal_tolerance_m=task.goal_tolerance_m)
+    rng = np.random.default_rng(0)
+    for x0 in (-0.2, 0.3):                                          # on the first leg, then on the curve
+        s0 = np.array([x0, 0.02 if x0 < 0 else 1 - math.sqrt(1 - x0 * x0), 0.0])
+        got, want = task.update(s0), tracker.update(s0[:2])
+        assert got == want and got.segment > 0
+        assert len(task._window[0]) < 30                            # of the 1665 segments, 160 in 0.5 m
+        xy = s0[:2] + np.cumsum(rng.normal(0.01, 0.01, (64, 6, 2)), 1)
+        states = _states(np.concatenate([np.broadcast_to(s0[:2], (64, 1, 2)), xy], 1)).unsqueeze(0)
+        r = task.step_rewards(states, None)
+        perp_s, prog_s, _ = task.measure(states[..., :2])
+        # The full projection onto the given path's segments of the same window.
+        lo, hi = path.segment_window(got.segment, 0.5, got.progress_m)
+        perp, prog, _ = _project(states[..., :2], *[t[lo:hi] for t in path.as_tensors()[:4]])
+        torch.testing.assert_close(perp_s, perp, rtol=0, atol=1.1e-4)
+        gain_s, gain = prog_s.diff(dim=-1), prog.diff(dim=-1)
+        torch.testing.assert_close(gain_s, gain, rtol=0, atol=2e-3)      # ~ offset / radius x chord / 2
+        torch.testing.assert_close(r, task.beta * gain_s - task.alpha * perp_s[..., 1:])
+
+
+def test_the_hopper_plans_inside_tighter_bounds_than_its_reward_scores():
+    """A predicted state at |pitch| 0.18 rad is alive for the paper's return (bound 0.2) but a fall for the
+    planner (config/hopper.yaml planning_termination: 0.15): a random shooter otherwise picks the candidate riding
+    the true bound, and the model's first small error ends the episode."""
+    from mbmf_ros.core.agents import get_agent
+    from mbmf_ros.core.tasks import make_task
+    spec = get_agent('hopper')
+    names = spec.state_names
+    s = torch.zeros(1, len(names))
+    s[0, names.index('z')] = 1.25
+    s[0, names.index('cos_pitch')] = 1.0
+    tilted = s.clone()
+    tilted[0, names.index('sin_pitch')], tilted[0, names.index('cos_pitch')] = math.sin(0.18), math.cos(0.18)
+    low = s.clone()
+    low[0, names.index('z')] = 0.75
+    for state, planned in ((s, True), (tilted, False), (low, False)):
+        assert bool(MovingForwardTask.for_agent(spec).healthy(state.unsqueeze(0))[0, 0])
+        assert bool(make_task('moving_forward', spec).healthy(state.unsqueeze(0))[0, 0]) is planned
+        assert bool(MovingForwardTask.for_agent(spec, planning=True).healthy(state.unsqueeze(0))[0, 0]) is planned
+
+
+def test_a_planning_bound_on_an_element_without_termination_is_refused():
+    from mbmf_ros.core.agents import make_agent
+    from mbmf_ros.settings import load_settings
+    settings = load_settings('hopper')
+    shared = {**settings.shared(), 'planning_termination.vx': [0.0, 1.0]}
+    with pytest.raises(ValueError, match=r'config/hopper.yaml.*planning_termination.vx'):
+        make_agent('hopper', shared=shared, planner=settings.node('mpc_planner'))

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from mbmf_ros.core.waypoints import (PathError, ProgressTracker, WaypointPath, path_length, transform_points,
-                                     validate_path)
+from mbmf_ros.core.waypoints import (PathError, ProgressTracker, WaypointPath, path_length, simplify,
+                                     transform_points, validate_path)
 
 L_PATH = [[0.0, 0.0], [1.0, 0.0], [1.0, 2.0]]
 
@@ -125,3 +125,48 @@ def test_tracker_moves_on_at_a_corner():
     assert tr.update((0.3, 0.0)).segment == 0
     assert tr.update((0.61, 0.005)).segment == 1                    # past the corner: as close to both
     assert tr.update((0.3, 0.0)).segment == 1                       # and it never goes back
+
+
+def _distance_to_polyline(points, line):
+    """Distance (m) of each point (N, 2) to the polyline through ``line`` (M, 2)."""
+    a, b = line[:-1], line[1:]
+    v = b - a
+    rel = points[:, None, :] - a[None]
+    t = np.clip((rel * v).sum(-1) / (v * v).sum(-1), 0, 1)
+    return np.linalg.norm(rel - t[..., None] * v, axis=-1).min(1)
+
+
+def test_simplify_keeps_corners_and_every_waypoint_within_the_tolerance():
+    corners = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [2.0, 1.0]])
+    dense = np.concatenate([np.linspace(corners[i], corners[i + 1], 1666, endpoint=False) for i in range(3)]
+                           + [corners[-1:]])
+    keep = simplify(dense)
+    np.testing.assert_array_equal(dense[keep], corners)          # straight stretches: only their ends
+    theta = np.linspace(0, np.pi, 1000)                           # a half circle of 1 m radius, a point per 3 mm
+    arc = np.stack([np.sin(theta), 1 - np.cos(theta)], 1)
+    for tol in (1e-4, 1e-2):
+        keep = simplify(arc, tol)
+        assert keep[0] == 0 and keep[-1] == len(arc) - 1 and np.all(np.diff(keep) > 0)
+        assert _distance_to_polyline(arc, arc[keep]).max() <= tol + 1e-12
+        assert len(keep) < len(arc) / 5                           # a chord every ~28 mm (0.1 mm), ~280 mm (1 cm)
+    # A point off the line by more than the tolerance stays; a U-turn keeps its two legs apart.
+    assert list(simplify([[0, 0], [0.5, 2e-4], [1, 0]])) == [0, 1, 2]
+    assert list(simplify([[0, 0], [0.5, 5e-5], [1, 0]])) == [0, 2]
+    assert list(simplify([[0, 0], [1, 0], [1, 0.2], [0, 0.2]])) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize('lookahead', [0.5, None])
+def test_a_reversal_on_a_line_is_done_only_back_at_its_end(lookahead):
+    """half_cheetah's reversal: 2 m forward, then 1 m back on the same line. Its last waypoint (1, 0) lies on the
+    way out, where both legs are equally close: the tracker must keep the leg that continues its progress (it
+    finished the path at x = 1.0 on the way out, completion 0.99 after a third of it)."""
+    tracker = ProgressTracker(WaypointPath([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]]), lookahead_m=lookahead,
+                              goal_tolerance_m=0.05)
+    for x in np.arange(0.0, 2.06, 0.01):
+        state = tracker.update((x, 0.0))
+        assert not state.done and state.progress_m <= x + 1e-9, x
+    assert state.segment == 1 and state.progress_m == pytest.approx(2.0)
+    for x in np.arange(2.05, 1.1, -0.01):
+        state = tracker.update((x, 0.0))
+        assert not state.done and state.progress_m == pytest.approx(2.0 + max(0.0, 2.0 - x), abs=1e-9), x
+    assert tracker.update((1.0, 0.0)).done

@@ -48,7 +48,7 @@ def run(args) -> int:
 
     from mbmf_ros.core.agents import get_agent
     from mbmf_ros.core.policy import GaussianPolicy, ImitationConfig, Observation, dagger
-    from mbmf_ros.core.waypoints import random_path
+    from mbmf_ros.core.waypoints import training_path
     from mbmf_ros.graphs import config_dir, default_model_path, resolve_path
     from mbmf_ros.io.checkpoint import load_checkpoint, load_policy, save_policy
     from mbmf_ros.sim.closed_loop import follow_in_process
@@ -68,8 +68,11 @@ def run(args) -> int:
     epochs = args.epochs or int(cfg['epochs'])
     seed = int(cfg.get('seed', 0))
     noise = float(load_settings('mpc_noise_std')['mpc_noise_std'])
-    config = ImitationConfig(std=float(cfg['std']), lr=float(cfg['lr']), batch_size=int(cfg['batch_size']),
-                             epochs=epochs, seed=seed)
+    config = ImitationConfig(hidden_sizes=tuple(int(h) for h in cfg['hidden_sizes']), std=float(cfg['std']),
+                             lr=float(cfg['lr']), batch_size=int(cfg['batch_size']), epochs=epochs, seed=seed)
+    expert = {'planner': cfg['expert_planner'], 'num_samples': int(cfg['expert_num_samples']),
+              'horizon': int(cfg['expert_horizon']), 'reverse_weight': float(cfg['expert_reverse_weight'])}
+    paths = dict(cfg['paths'])
     torch.manual_seed(seed)          # the initial weights
     obs_layout = Observation('path', spec.state_names, tuple(float(d) for d in cfg['lookahead_m']))
     policy = GaussianPolicy(obs_layout, spec.action_names, config.hidden_sizes, config.std, agent=spec.name)
@@ -92,11 +95,13 @@ def run(args) -> int:
 
     def rollout(actor, episode_seed):
         rng = np.random.default_rng(episode_seed)
-        path = random_path(rng, tuple(cfg['path_segments']), tuple(cfg['path_segment_m']))
-        result = follow_in_process(spec.name, model, path, planner=cfg['expert_planner'], seed=episode_seed,
-                                   policy=actor,
+        path = training_path(rng, **paths)
+        result = follow_in_process(spec.name, model, path, planner=expert['planner'], seed=episode_seed,
+                                   num_samples=expert['num_samples'], horizon=expert['horizon'],
+                                   reverse_weight=expert['reverse_weight'], policy=actor,
                                    record=obs_layout if actor is None else True,
-                                   noise_std=noise if actor is None else 0.0, give_up_m=float(cfg['give_up_m']))
+                                   noise_std=noise if actor is None else 0.0, give_up_m=float(cfg['give_up_m']),
+                                   stall_steps=int(cfg['stall_steps']) if actor is not None else 0)
         bar.update(1)
         from mbmf_ros.core.policy import Episode
         return Episode(result.observations, result.labels, -np.full(result.steps, result.mean_cross_track_m),
@@ -124,7 +129,7 @@ def run(args) -> int:
     bar.close()
     save_policy(out, policy, {
         'command': f'mbmf-ros distill-follower --agent {args.agent}', 'expert_model': str(model_path),
-        'expert': {'planner': cfg['expert_planner'], **spec.planner_defaults, 'noise_std': noise},
+        'expert': {**expert, 'noise_std': noise}, 'training_paths': paths,
         'imitation': {'lr': config.lr, 'batch_size': config.batch_size, 'std': config.std, 'epochs': epochs},
         'expert_rollouts': n_expert, 'dagger_iterations': iterations, 'dagger_rollouts': n_roll,
         'env_steps': env_steps, 'labelled_states': int(len(np.load(work / 'data.npz')['obs']))})

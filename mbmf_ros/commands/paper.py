@@ -228,7 +228,7 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
 
     # trajectory following
     md += ['## Trajectory following from random data (paper Fig. 3)', '', stamp, '',
-           '| agent | path | data (steps) | MPC cross-track (BL) | MPC completion | zero completion | '
+           '| agent | path | data (steps); seeds | MPC cross-track (BL) | MPC completion | zero completion | '
            'random completion (cross-track BL) |', '|---|---|---|---|---|---|---|']
     fol = {}
     for agent in ('swimmer', 'half_cheetah', 'hexapod', 'ant'):
@@ -242,10 +242,11 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
         r = ev['results']
         for name in r['mpc']['paths']:
             m, z, x = r['mpc']['paths'][name], r['zero']['paths'][name], r['random']['paths'][name]
-            md.append(f"| {agent} | {name} | {data} | {m['mean_cross_track_body_lengths']['mean']:.3f} | "
-                      f"{m['completion']['mean']:.2f} | {z['completion']['mean']:.2f} | "
+            md.append(f"| {agent} | {name} | {data}; {ev['seeds']} | {_ms(m['mean_cross_track_body_lengths'], 3)} | "
+                      f"{_ms(m['completion'])} | {z['completion']['mean']:.2f} | "
                       f"{x['completion']['mean']:.2f} ({x['mean_cross_track_body_lengths']['mean']:.3f}) |")
-    md += ['', 'BL = body length (hexapod 0.1 m, swimmer 0.3 m, half_cheetah 1 m, ant 0.5 m); completion = '
+    md += ['', 'MPC figures: mean ± std over the seeds (start states), each path followed once per seed. '
+           'BL = body length (hexapod 0.1 m, swimmer 0.3 m, half_cheetah 1 m, ant 0.5 m); completion = '
            'fraction of the path length covered within the step budget (3x the time at the agent\'s pace + 2 s). '
            'half_cheetah moves in the x-z plane: its paths lie on its line (forward, backward, forward then back).',
            '']

@@ -61,6 +61,9 @@ class AgentSpec:
     forward_velocity_element: the state element of the paper's moving-forward reward (appendix C): a velocity,
     or 'x' for the rate of change of the world x of the pose point (the paper's agents: their centre of mass,
     as rllab's ``get_body_comvel('torso')[0]``; their body-frame vx would reward swimming in any direction).
+    planning_termination: (element, low, high) bounds the planner holds a predicted state to instead of the
+    ``termination`` bound of the same element (config ``planning_termination``: {element: [low, high]}): a
+    model's one-step error of a degree must not turn the candidate that rides the true bound into a fall.
     heading_noise: start headings from U(-pi, pi) in trajectory-following data (moving-forward data: never).
     ctrl_cost, ctrl_scale, alive_bonus: moving-forward reward r = v + alive_bonus - ctrl_cost*|a/ctrl_scale|^2.
     termination_penalty: what a planner's objective subtracts when a candidate is predicted to terminate (never
@@ -98,6 +101,7 @@ class AgentSpec:
     planner_defaults: dict
     forward_planner_defaults: dict
     velocity_filter_alpha: float = 1.0
+    planning_termination: tuple = ()
     sim: dict = field(default_factory=dict)
     follow_speed_bl: float = 2.0     # body lengths/s a follow run is budgeted for (3x the time at this pace)
 
@@ -222,10 +226,28 @@ def make_agent(name: str, shared: dict | None = None, planner: dict | None = Non
     values = {k: shared[k] for k in SPEC_PARAMETERS}
     return AgentSpec(
         name=name, **structure, **values,
+        planning_termination=_planning_bounds(name, structure['termination'], shared),
         planner_defaults={'num_samples': int(planner['num_samples']), 'horizon': int(planner['horizon'])},
         forward_planner_defaults={'num_samples': int(planner['moving_forward.num_samples']),
                                   'horizon': int(planner['moving_forward.horizon'])},
         sim=_nest({k[len('sim.'):]: v for k, v in shared.items() if k.startswith('sim.')}))
+
+
+def _planning_bounds(name: str, termination, shared: dict) -> tuple:
+    """(element, low, high) of the '/**' planning_termination.<element>: [low, high] parameters; ValueError naming
+    config/<name>.yaml and the parameter for an element without a termination bound or a bad pair."""
+    bounded = [element for element, _lo, _hi in termination]
+    out = []
+    for key, value in shared.items():
+        if not key.startswith('planning_termination.'):
+            continue
+        element = key[len('planning_termination.'):]
+        ok = isinstance(value, (list, tuple)) and len(value) == 2
+        if not ok or element not in bounded or not float(value[0]) < float(value[1]):
+            raise ValueError(f'agent {name}: config/{name}.yaml /** {key} must be [low, high] (low < high) for one '
+                             f'of the termination elements {bounded}; found {value!r}')
+        out.append((element, float(value[0]), float(value[1])))
+    return tuple(out)
 
 
 def _nest(flat: dict) -> dict:

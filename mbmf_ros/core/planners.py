@@ -23,7 +23,7 @@ task and states give the same actions.
 With a ``DynamicsModel`` the rollout runs through ``core.rollout.MLPRollout`` (normaliser folded into the
 weights, chunked, preallocated; ``precision`` float32 or bfloat16 with float32 states and reward sums) on
 ``device`` (cpu | cuda | auto); any other model is called through ``predict`` step by step. The defaults of
-precision, device, chunk_rows and the iCEM settings are in config/planners.yaml.
+precision, device, chunk_rows, workers and the iCEM settings are in config/planners.yaml.
 """
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ from mbmf_ros.core.rollout import MLPRollout, resolve_device, resolve_precision,
 
 @lru_cache(maxsize=1)
 def planner_settings() -> dict:
-    """config/planners.yaml: precision, device, chunk_rows and the iCEM settings (the defaults of make_planner)."""
+    """config/planners.yaml: precision, device, chunk_rows, workers and the iCEM settings (make_planner's
+    defaults)."""
     import yaml
 
     from mbmf_ros.settings import config_dir      # the source tree's, an installed package's or $MBMF_ROS_CONFIG
@@ -107,13 +108,14 @@ class Planner:
     keep_candidates: how many of the best candidates' predicted states to return for plotting.
     precision: 'float32' | 'bfloat16' of the model's weights and activations in the rollout (states and reward
     sums stay float32); device: 'cpu' | 'cuda' | 'auto'; chunk_rows: candidates per chunk (0/None: default);
-    refine_fraction: in bfloat16, the share of best candidates re-rolled in float32 (core.rollout).
+    refine_fraction: in bfloat16, the share of best candidates re-rolled in float32 (core.rollout); workers:
+    threads rolling chunks of candidates concurrently (0: one per torch thread; core.rollout).
     """
     name = 'planner'
 
     def __init__(self, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,
                  keep_candidates: int = 0, dtype=torch.float32, precision: str = 'float32', device: str = 'cpu',
-                 chunk_rows: int | None = None, refine_fraction: float = 0.0):
+                 chunk_rows: int | None = None, refine_fraction: float = 0.0, workers: int = 0):
         if int(action_dim) < 1 or int(horizon) < 1 or int(num_samples) < 1:
             raise ValueError(f'{self.name}: action_dim, horizon and num_samples must be >= 1, found '
                              f'{action_dim}, {horizon}, {num_samples}')
@@ -124,6 +126,7 @@ class Planner:
         self.device = resolve_device(device)
         self.chunk_rows = int(chunk_rows or 0) or None
         self.refine_fraction = float(refine_fraction)
+        self.workers = int(workers or 0)
         self._fast: MLPRollout | None = None
         self.generator = torch.Generator(device=self.device)
         self.seed(seed)
@@ -161,7 +164,8 @@ class Planner:
         """
         if supports(model):
             if self._fast is None:
-                self._fast = MLPRollout(model, self.precision, self.device, self.chunk_rows, self.refine_fraction)
+                self._fast = MLPRollout(model, self.precision, self.device, self.chunk_rows, self.refine_fraction,
+                                        self.workers)
             return self._fast.rollout(model, task, state, actions)
         K, H, _ = actions.shape
         E = _num_members(model)
@@ -500,12 +504,13 @@ PLANNER_CLASSES = PLANNERS     # the registry under its former name
 def make_planner(name: str, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,
                  **kwargs) -> Planner:
     """A planner by name, one of PLANNERS ('rs' = random_shooting; kwargs go to its constructor; precision,
-    device, chunk_rows and the iCEM settings default to config/planners.yaml)."""
+    device, chunk_rows, workers and the iCEM settings default to config/planners.yaml)."""
     classes = dict(PLANNERS, rs=RandomShootingPlanner)
     if name not in classes:
         raise ValueError(f'unknown planner {name!r}; expected one of {list(PLANNERS)}')
     settings = planner_settings()
-    defaults = {k: settings[k] for k in ('precision', 'device', 'chunk_rows', 'refine_fraction') if k in settings}
+    defaults = {k: settings[k] for k in ('precision', 'device', 'chunk_rows', 'refine_fraction', 'workers')
+                if k in settings}
     if classes[name] is ICEMPlanner:
         defaults.update(settings.get('icem') or {})
     return classes[name](action_dim, horizon, num_samples, seed, **{**defaults, **kwargs})

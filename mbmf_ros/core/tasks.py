@@ -10,7 +10,9 @@ step of each of K candidates under each of E ensemble members. A planner sums it
   closest segment and ``proj`` the arc length (m) along the path of the projection onto it. Summed over the
   horizon the progress terms telescope to ``beta * (proj(s_H) - proj(s_0))``, ``s_0`` the true current state:
   exactly Alg. 2's sum of ``proj_t - proj_{t-1}``. An optional heading term (``heading_weight``, per rad)
-  penalises facing away from the closest segment's direction (used on the real millirobot).
+  penalises facing away from the closest segment's direction (used on the real millirobot); an optional
+  reverse term (``reverse_weight``, per m) penalises moving backwards (against the body's heading): without
+  it the MPC often takes a sharp corner by turning a little and reversing down the next leg.
 * ``MovingForwardTask``: appendix C.2, ``r = s'[forward velocity] + alive_bonus - ctrl_cost * ||a / scale||^2``,
   the forward velocity being the world-frame x velocity of the centre of mass, ``(s'[x] - s[x]) / dt``, as in
   the paper's rllab agents (``get_body_comvel('torso')[0]``); the pose point of the paper's agents is their
@@ -20,10 +22,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from mbmf_ros.core.state import wrap_angle
-from mbmf_ros.core.waypoints import ProgressTracker, TrackingState, WaypointPath
+from mbmf_ros.core.waypoints import ProgressTracker, TrackingState, WaypointPath, simplify
 
 
 TASKS = ('trajectory_following', 'moving_forward')
@@ -79,7 +82,8 @@ class Task:
     def step_rewards(self, states, actions):
         """Rewards (E, K, H) of whole predicted sequences: states (E, K, H+1, S) (step 0 = the start), actions
         (K, H, A); step t is ``reward(states[:, :, t], actions[:, t], states[:, :, t+1])``. A task may override it
-        with one batched evaluation of all H steps (core.rollout calls it once per chunk of candidates)."""
+        with one batched evaluation of all H steps (core.rollout calls it once per chunk of candidates, from
+        several threads at once when it rolls chunks concurrently: it must not change the task)."""
         return torch.stack([self.reward(states[:, :, t], actions[:, t], states[:, :, t + 1])
                             for t in range(actions.shape[1])], -1)
 
@@ -108,7 +112,9 @@ class TrajectoryFollowingTask(Task):
     """Follow a ``WaypointPath`` (paper Alg. 2).
 
     alpha: weight of the perpendicular distance, per metre per step. beta: weight of progress along the path,
-    per metre. heading_weight: per radian per step (0 = the paper's reward). lookahead_m: segments considered
+    per metre. heading_weight: per radian per step (0 = the paper's reward). reverse_weight: per metre moved
+    backwards along the body's heading (yaw of the step's start) per step (0 = the paper's reward).
+    lookahead_m: segments considered
     for "closest" are those from the robot's active segment to ``lookahead_m`` of path ahead (None = all
     segments from the active one on), measured from the progress so far; the active segment and progress come
     from a ``ProgressTracker`` fed by ``update``. clamp_progress: limit each step's progress change to the
@@ -120,15 +126,18 @@ class TrajectoryFollowingTask(Task):
 
     def __init__(self, path: WaypointPath | None = None, alpha: float | None = None, beta: float | None = None,
                  heading_weight: float | None = None, lookahead_m: float | None = None,
-                 goal_tolerance_m: float | None = None, clamp_progress: bool | None = None):
+                 goal_tolerance_m: float | None = None, clamp_progress: bool | None = None,
+                 reverse_weight: float | None = None):
         # None: the mpc_planner default of config/defaults.yaml (the one home of these values)
-        alpha, beta, heading_weight, goal_tolerance_m, clamp_progress = _planner_defaults(
+        alpha, beta, heading_weight, goal_tolerance_m, clamp_progress, reverse_weight = _planner_defaults(
             alpha=alpha, beta=beta, heading_weight=heading_weight, goal_tolerance_m=goal_tolerance_m,
-            clamp_progress=clamp_progress)
-        for label, v in (('alpha', alpha), ('beta', beta), ('heading_weight', heading_weight)):
+            clamp_progress=clamp_progress, reverse_weight=reverse_weight)
+        for label, v in (('alpha', alpha), ('beta', beta), ('heading_weight', heading_weight),
+                         ('reverse_weight', reverse_weight)):
             if not math.isfinite(float(v)) or float(v) < 0:
                 raise ValueError(f'TrajectoryFollowingTask: {label} must be finite and >= 0, found {v!r}')
         self.alpha, self.beta, self.heading_weight = float(alpha), float(beta), float(heading_weight)
+        self.reverse_weight = float(reverse_weight)
         self.lookahead_m = lookahead_m
         self.clamp_progress = bool(clamp_progress)
         self.goal_tolerance_m = goal_tolerance_m
@@ -146,13 +155,23 @@ class TrajectoryFollowingTask(Task):
             self.tracker = None
             return
         self.tracker = ProgressTracker(path, self.lookahead_m, self.goal_tolerance_m)
-        self._starts, self._vectors, self._lengths, self._cum, self._headings = path.as_tensors()
+        # The reward measures against the path through fewer waypoints (every given one within 0.1 mm of it,
+        # waypoints.simplify): a global planner's pose every few cm along a straight stretch costs what one
+        # segment does. The tracker keeps the path as given: its segment, progress and done are unchanged.
+        self._vertices = simplify(path.points)
+        self._starts, self._vectors, self._lengths, self._cum, self._headings = path.as_tensors(
+            vertices=self._vertices)
         self._update_mask()
 
     def _update_mask(self) -> None:
         lo, hi = self.path.segment_window(self.tracker.segment, self.lookahead_m, self.tracker.progress_m)
+        # The simplified segments that cover the given path's segments lo .. hi-1, and always the one after the
+        # first (as segment_window does: at a corner the next segment must be in view).
+        v = self._vertices
+        lo = int(np.searchsorted(v, lo, side='right')) - 1
+        hi = min(max(int(np.searchsorted(v, hi, side='left')), lo + 2), len(v) - 1)
         # Only the window's segments enter the batched projection: its temporaries are E x K x (hi - lo), so a
-        # path with thousands of waypoints (a global planner's poses every few cm) costs what a short one does.
+        # path with thousands of waypoints costs what a short one does.
         self._lo = lo
         self._window = tuple(t[lo:hi] for t in (self._starts, self._vectors, self._lengths, self._cum,
                                                  self._headings))
@@ -173,8 +192,8 @@ class TrajectoryFollowingTask(Task):
         return self.tracking
 
     def measure(self, xy):
-        """(perp (...,) m, progress (...,) m, segment (...,) index into the whole path) of points xy (..., 2)
-        under the current search window."""
+        """(perp (...,) m, progress (...,) m along the reward's path, segment (...,) index of the reward's
+        (simplified) path) of points xy (..., 2) under the current search window."""
         perp, prog, seg = self._measure(xy)
         return perp, prog, seg + self._lo
 
@@ -201,6 +220,8 @@ class TrajectoryFollowingTask(Task):
         if self.heading_weight:
             err = wrap_angle(next_states[..., 2] - self._window[4][seg1]).abs()
             r = r - self.heading_weight * err
+        if self.reverse_weight:
+            r = r - self.reverse_weight * _backwards(states, next_states)
         return r
 
 
@@ -216,7 +237,18 @@ class TrajectoryFollowingTask(Task):
         if self.heading_weight:
             err = wrap_angle(states[..., 1:, 2] - self._window[4][seg[..., 1:]]).abs()
             r = r - self.heading_weight * err
+        if self.reverse_weight:
+            r = r - self.reverse_weight * _backwards(states[..., :-1, :], states[..., 1:, :])
         return r
+
+
+def _backwards(states, next_states):
+    """Distance (m) moved backwards, against the heading (yaw) of ``states``, to ``next_states`` (0 when moving
+    forwards or sideways): states and next_states (..., S) with x, y, yaw first."""
+    yaw = states[..., 2]
+    forward = (next_states[..., 0] - states[..., 0]) * torch.cos(yaw) \
+        + (next_states[..., 1] - states[..., 1]) * torch.sin(yaw)
+    return torch.relu(-forward)
 
 
 class MovingForwardTask(Task):
@@ -253,24 +285,31 @@ class MovingForwardTask(Task):
                              f'{termination_penalty!r}')
 
     @classmethod
-    def for_agent(cls, spec) -> 'MovingForwardTask':
+    def for_agent(cls, spec, planning: bool = False) -> 'MovingForwardTask':
         """From an ``AgentSpec`` (core.agents): its forward_velocity_element, ctrl_cost, ctrl_scale,
-        alive_bonus, termination bounds, termination_penalty and planning height band. A pose element ('x') as forward_velocity_element means its rate of
-        change over one control period spec.dt: the world-frame velocity of the pose point."""
+        alive_bonus, termination bounds, termination_penalty and planning height band. A pose element ('x') as
+        forward_velocity_element means its rate of change over one control period spec.dt: the world-frame
+        velocity of the pose point. planning: the task an MPC plans with, its termination bounds replaced by the
+        spec's tighter ``planning_termination`` ones (the hopper's |pitch| < 0.15 rad, not 0.2: a candidate riding
+        the true bound falls on the model's first error); False: the paper's reward itself, to score what
+        happened (no termination_penalty, no height band: those act only in a planner's scoring anyway)."""
         names = list(spec.state_names)
         if spec.forward_velocity_element not in names:
             raise ValueError(f'agent {spec.name}: forward_velocity_element {spec.forward_velocity_element!r} '
                              f'is not a state element; expected one of {names}')
         bounds = []
+        tighter = {element: (low, high) for element, low, high in
+                   (getattr(spec, 'planning_termination', ()) if planning else ())}
         for element, low, high in getattr(spec, 'termination', ()):
+            low, high = tighter.get(element, (low, high))
             if element not in names:
                 raise ValueError(f'agent {spec.name}: termination element {element!r} is not a state element')
             bounds.append((names.index(element), low, high))
         element = spec.forward_velocity_element
         dt = float(spec.dt) if element in ('x', 'y') else 0.0
         task = cls(names.index(element), spec.ctrl_cost, spec.alive_bonus, getattr(spec, 'ctrl_scale', 1.0),
-                   bounds, dt, getattr(spec, 'termination_penalty', 0.0))
-        task.height_band = height_band_for(spec)
+                   bounds, dt, getattr(spec, 'termination_penalty', 0.0) if planning else 0.0)
+        task.height_band = height_band_for(spec) if planning else None
         return task
 
     def velocity(self, states, next_states):
@@ -312,14 +351,15 @@ def height_band_for(spec):
 
 
 def make_task(name: str, spec=None, path: WaypointPath | None = None, **kwargs) -> Task:
-    """A task by name (TASKS): 'trajectory_following' (kwargs: alpha, beta, heading_weight, lookahead_m, ...) or
-    'moving_forward' (from the agent spec ``spec``). With ``spec``, the task plans with its height band."""
+    """A task for a planner by name (TASKS): 'trajectory_following' (kwargs: alpha, beta, heading_weight,
+    lookahead_m, ...) or 'moving_forward' (from the agent spec ``spec``, with its planning termination bounds).
+    With ``spec``, the task plans with the agent's height band."""
     if name in ('trajectory_following', 'follow', 'tf'):
         task = TrajectoryFollowingTask(path, **kwargs)
     elif name in ('moving_forward', 'forward', 'f'):
         if spec is None:
             raise ValueError('make_task: moving_forward needs the agent spec')
-        task = MovingForwardTask.for_agent(spec)
+        task = MovingForwardTask.for_agent(spec, planning=True)
     else:
         raise ValueError(f'unknown task {name!r}; expected one of trajectory_following, moving_forward')
     if spec is not None:

@@ -25,6 +25,9 @@ DEFAULT_WORLD_FRAMES = ('odom', 'world', 'map')
 # usable direction (its heading is noise) and its own "closest segment" ties at a corner.
 MERGE_DISTANCE_M = 1e-3
 MIN_SEGMENT_LENGTH_M = MERGE_DISTANCE_M
+# The planner's reward sees a path through fewer waypoints, every given waypoint within this (m) of it
+# (``simplify``): 1/500 of the goal tolerance, 1/10 of MERGE_DISTANCE_M, far below what a robot tracks.
+SIMPLIFY_TOLERANCE_M = 1e-4
 
 
 class PathError(ValueError):
@@ -61,16 +64,46 @@ def validate_path(points, frame_id: str | None = None, accepted_frames: Iterable
         i = int(np.flatnonzero(bad)[0])
         raise PathError(f'{source}: waypoint {i} is not finite: {arr[i].tolist()} '
                         f'({int(bad.sum())} non-finite waypoint(s) in all)')
-    keep = [0]
-    for i in range(1, len(arr)):
-        if np.linalg.norm(arr[i] - arr[keep[-1]]) >= MERGE_DISTANCE_M:
-            keep.append(i)
-        elif i == len(arr) - 1 and len(keep) > 1:
-            keep[-1] = i          # the end of the path stays where it was given
+    if (np.linalg.norm(np.diff(arr, axis=0), axis=1) >= MERGE_DISTANCE_M).all():
+        keep = list(range(len(arr)))          # the usual case: nothing to merge, no loop over thousands of points
+    else:
+        keep = [0]
+        for i in range(1, len(arr)):
+            if np.linalg.norm(arr[i] - arr[keep[-1]]) >= MERGE_DISTANCE_M:
+                keep.append(i)
+            elif i == len(arr) - 1 and len(keep) > 1:
+                keep[-1] = i          # the end of the path stays where it was given
     if len(keep) < 2:
         raise PathError(f'{source}: all {len(arr)} waypoints lie within {MERGE_DISTANCE_M} m of '
                         f'{arr[0].tolist()}: a path needs two points at least {MERGE_DISTANCE_M} m apart')
     return np.ascontiguousarray(arr[keep])
+
+
+def simplify(points, tolerance_m: float = SIMPLIFY_TOLERANCE_M) -> np.ndarray:
+    """Indices (sorted, first and last included) of the waypoints (N, 2) that a polyline through them needs to
+    pass within ``tolerance_m`` (m) of every waypoint (Douglas-Peucker): the waypoints a global planner puts
+    every few cm along a straight stretch reduce to its two ends, those along a curve of radius r to one every
+    sqrt(8 r tolerance_m) or so (28 mm at r = 1 m, 0.1 mm)."""
+    pts = np.asarray(points, dtype=np.float64)[:, :2]
+    n = len(pts)
+    keep = np.zeros(n, dtype=bool)
+    keep[[0, -1]] = True
+    # Every span between kept waypoints is split at once, at its waypoint farthest from its chord: the
+    # recursion's result, in as many vectorised passes as the recursion is deep (5000 waypoints: a few ms).
+    while True:
+        kept = np.flatnonzero(keep)
+        span = np.minimum(np.searchsorted(kept, np.arange(n), side='right') - 1, len(kept) - 2)
+        a = pts[kept[span]]
+        chord, rel = pts[kept[span + 1]] - a, pts - a
+        length2 = (chord * chord).sum(1)
+        t = np.clip((rel * chord).sum(1) / np.where(length2 > 0, length2, 1.0), 0.0, 1.0)
+        dist = np.linalg.norm(rel - t[:, None] * chord, axis=1)
+        dist[keep] = -1.0
+        farthest = np.maximum.reduceat(dist, kept[:-1])[span]
+        split = np.flatnonzero((dist == farthest) & (dist > tolerance_m))
+        if len(split) == 0:
+            return kept
+        keep[split[np.unique(span[split], return_index=True)[1]]] = True       # the first one of each span
 
 
 def transform_points(points, pose) -> np.ndarray:
@@ -134,7 +167,8 @@ class WaypointPath:
     def project(self, xy, first: int = 0, lookahead_m: float | None = None,
                 from_m: float | None = None, prefer_later: bool = False) -> Projection:
         """Project one point (x, y) onto the closest segment of the window (see ``segment_window``).
-        Ties go to the earliest segment, or with ``prefer_later`` to the latest (at a corner: the next one)."""
+        Ties go to the segment whose projection is nearest the arc length ``from_m`` (when given: legs of a path
+        that overlap), then to the earliest, or with ``prefer_later`` to the latest (at a corner: the next one)."""
         p = np.asarray(xy, dtype=np.float64)[:2]
         if p.shape != (2,) or not np.all(np.isfinite(p)):
             raise ValueError(f'WaypointPath.project: point (x, y) must be 2 finite numbers in metres, found '
@@ -145,8 +179,15 @@ class WaypointPath:
         t = np.clip((rel * vecs).sum(1) / lens ** 2, 0.0, 1.0)
         closest = starts + t[:, None] * vecs
         dist = np.linalg.norm(p[None, :] - closest, axis=1)
-        # Ties within 1 um: a point at or past a corner is as close to both segments.
-        k = int(np.flatnonzero(dist <= dist.min() + 1e-6)[-1]) if prefer_later else int(np.argmin(dist))
+        # Ties within 1 um: a point at or past a corner is as close to both segments. A path that turns back on
+        # itself (a reversal on a line) ties everywhere its legs overlap: there the segment whose projection
+        # continues the progress so far wins (the return leg's end lies on the way out; jumping to it would
+        # finish the path halfway along its first leg). At a corner both give the same progress.
+        tied = np.flatnonzero(dist <= dist.min() + 1e-6)
+        if from_m is not None and len(tied) > 1:
+            gap = np.abs(self.cumulative[lo + tied] + t[tied] * lens[tied] - float(from_m))
+            tied = tied[gap <= gap.min() + 1e-6]
+        k = int(tied[-1]) if prefer_later else int(tied[0])
         i = lo + k
         cross = vecs[k, 0] * rel[k, 1] - vecs[k, 1] * rel[k, 0]
         sign = 1.0 if cross >= 0 else -1.0
@@ -160,13 +201,20 @@ class WaypointPath:
         i = int(min(np.searchsorted(self.cumulative, s, side='right') - 1, self.num_segments - 1))
         return self.starts[i] + self.vectors[i] * ((s - self.cumulative[i]) / self.lengths[i])
 
-    def as_tensors(self, dtype=None, device=None):
+    def as_tensors(self, dtype=None, device=None, vertices=None):
         """(starts (M, 2), vectors (M, 2), lengths (M,), cumulative starts (M,), headings (M,)) as torch tensors,
-        for the batched reward in ``core.tasks``."""
+        for the batched reward in ``core.tasks``; with ``vertices`` (sorted waypoint indices, e.g. from
+        ``simplify``) those of the polyline through only those waypoints (M = len(vertices) - 1)."""
         import torch
         dtype = dtype or torch.float32
         f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)  # noqa: E731
-        return (f(self.starts), f(self.vectors), f(self.lengths), f(self.cumulative[:-1]), f(self.headings))
+        if vertices is None:
+            return (f(self.starts), f(self.vectors), f(self.lengths), f(self.cumulative[:-1]), f(self.headings))
+        pts = self.points[np.asarray(vertices)]
+        vectors = np.diff(pts, axis=0)
+        lengths = np.linalg.norm(vectors, axis=1)
+        return (f(pts[:-1]), f(vectors), f(lengths), f(np.concatenate([[0.0], np.cumsum(lengths)[:-1]])),
+                f(np.arctan2(vectors[:, 1], vectors[:, 0])))
 
 
 @dataclass(frozen=True)
@@ -259,16 +307,72 @@ def tracking_report(path_xy, trajectory_xy, lookahead_m: float | None = None) ->
             'completion': float(min(1.0, state.progress)), 'path_length_m': float(path.length)}
 
 
-def random_path(rng: np.random.Generator, segments: tuple = (1, 4), length_m: tuple = (0.2, 0.6),
-                max_turn_deg: float = 135.0) -> np.ndarray:
-    """A random polyline (N, 2), m, relative to the start pose: first along +x, then each segment turned by
-    U(-max_turn_deg, max_turn_deg) from the previous one. segments: (min, max) number of segments; length_m:
-    (min, max) length of each. Used to train the distilled path follower on paths no user drew."""
-    n = int(rng.integers(segments[0], segments[1] + 1))
-    points, heading = [np.zeros(2)], 0.0
-    for i in range(n):
+TRAINING_PATH_KINDS = ('polyline', 'corner', 'u_turn', 'zigzag', 'curve')
+
+
+def _polyline(start, heading: float, turns_deg, lengths) -> list:
+    """Points of a polyline from ``start`` along ``heading`` (rad): segment i has length lengths[i] and turns by
+    turns_deg[i - 1] (degrees, + = left) from segment i - 1."""
+    points, p = [np.asarray(start, dtype=np.float64)], np.asarray(start, dtype=np.float64)
+    for i, step in enumerate(lengths):
         if i:
-            heading += math.radians(rng.uniform(-max_turn_deg, max_turn_deg))
-        step = rng.uniform(*length_m)
-        points.append(points[-1] + step * np.array([math.cos(heading), math.sin(heading)]))
-    return np.asarray(points)
+            heading += math.radians(turns_deg[i - 1])
+        p = p + step * np.array([math.cos(heading), math.sin(heading)])
+        points.append(p)
+    return points
+
+
+def training_path(rng: np.random.Generator, *, segment_m: Sequence, max_turn_deg: float, offset_m: Sequence,
+                  offset_heading_deg: float, offset_probability: float,
+                  kinds: Sequence = TRAINING_PATH_KINDS) -> np.ndarray:
+    """A random path (N, 2), m, relative to the start pose, for training the distilled path follower: the kinds
+    of path users draw, turns in both directions (settings: config/mbmf.yaml, hexapod_follow.paths).
+
+    kinds (one drawn uniformly): 'polyline' (1-4 segments, turns U(-max_turn_deg, max_turn_deg)); 'corner'
+    (one sharp turn of 90 degrees to max_turn_deg - 5); 'u_turn' (two turns of 70-110 degrees the same way
+    around a short segment); 'zigzag' (3-6 short segments, alternating turns of 30-120 degrees); 'curve'
+    (one or two circular arcs, radius 0.1-0.5 m, 45-180 degrees each, the same or opposite ways (an S),
+    sampled every 1-10 cm: dense waypoints). Segments are U(segment_m) long (zig-zags: 0.1-0.3 m).
+    With ``offset_probability`` the path does not start at the robot: its start is moved by
+    U(-offset_m[0], offset_m[0] / 2) along and U(-offset_m[1], offset_m[1]) across the robot's heading
+    (behind or beside it) and its first direction turned by U(-offset_heading_deg, offset_heading_deg)."""
+    kind = str(kinds[int(rng.integers(len(kinds)))])
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    seg = lambda n: rng.uniform(segment_m[0], segment_m[1], n)  # noqa: E731
+    if kind == 'polyline':
+        n = int(rng.integers(1, 5))
+        points = _polyline((0.0, 0.0), 0.0, rng.uniform(-max_turn_deg, max_turn_deg, n), seg(n))
+    elif kind == 'corner':
+        points = _polyline((0.0, 0.0), 0.0, [side * rng.uniform(90.0, max_turn_deg - 5.0)],
+                           [rng.uniform(0.15, segment_m[1]), rng.uniform(0.15, segment_m[1])])
+    elif kind == 'u_turn':
+        turns = side * rng.uniform(70.0, 110.0, 2)
+        points = _polyline((0.0, 0.0), 0.0, turns, [rng.uniform(0.15, segment_m[1]), rng.uniform(0.08, 0.4),
+                                                    rng.uniform(0.15, segment_m[1])])
+    elif kind == 'zigzag':
+        n = int(rng.integers(3, 7))
+        turns = [side * (-1) ** i * rng.uniform(30.0, 120.0) for i in range(n)]
+        points = _polyline((0.0, 0.0), 0.0, turns, rng.uniform(0.1, 0.3, n))
+    elif kind == 'curve':
+        points, heading = [np.zeros(2)], 0.0
+        if rng.random() < 0.5:                      # a straight lead-in
+            points = _polyline((0.0, 0.0), 0.0, [], [rng.uniform(0.05, 0.3)])
+        spacing = rng.uniform(0.01, 0.1)
+        for arc in range(int(rng.integers(1, 3))):
+            radius, sweep = rng.uniform(0.1, 0.5), math.radians(rng.uniform(45.0, 180.0))
+            turn = side * (-1.0 if arc and rng.random() < 0.7 else 1.0)
+            n = max(2, int(math.ceil(radius * sweep / spacing)))
+            centre = points[-1] + radius * turn * np.array([-math.sin(heading), math.cos(heading)])
+            for k in range(1, n + 1):
+                h = heading + turn * sweep * k / n
+                points.append(centre + radius * turn * np.array([math.sin(h), -math.cos(h)]))
+            heading += turn * sweep
+    else:
+        raise ValueError(f'training_path: unknown kind {kind!r}; expected one of {list(TRAINING_PATH_KINDS)}')
+    points = np.asarray(points)
+    if rng.random() < offset_probability:
+        yaw = math.radians(rng.uniform(-offset_heading_deg, offset_heading_deg))
+        shift = np.array([rng.uniform(-offset_m[0], offset_m[0] / 2), rng.uniform(-offset_m[1], offset_m[1])])
+        c, s = math.cos(yaw), math.sin(yaw)
+        points = points @ np.array([[c, s], [-s, c]]) + shift
+    return points

@@ -21,8 +21,8 @@ Parameters (defaults and what each means: config/defaults.yaml, mpc_planner and 
 config/<agent>.yaml)
   agent, task (trajectory_following | moving_forward), planner (mbmf_ros.core.planners.PLANNERS), num_samples K
   and horizon H (moving_forward.num_samples / .horizon for the moving-forward task), alpha, beta,
-  heading_weight, lookahead_m, goal_tolerance_m, clamp_progress, seed (-1: random), model_path ('': wait for
-  /mbmf/model), stale_after_periods, num_threads, world_frames, wait_for_reference (in lock-step, a state that
+  heading_weight, reverse_weight, lookahead_m, goal_tolerance_m, clamp_progress, seed (-1: random), model_path
+  ('': wait for /mbmf/model), stale_after_periods, num_threads, world_frames, wait_for_reference (in lock-step, a state that
   comes before the first reference is answered only once one arrives, so a run does not depend on which of the
   two reaches the planner first; after a cancel it answers with zeros), latest_state_only (on a robot: keep only
   the newest state when planning falls behind), and the agent's /** values (dt, ...). Precision, device and the
@@ -97,7 +97,8 @@ class MpcPlanner(Node):
         try:
             self.task = make_task(self.task_name, self.spec, alpha=alpha, beta=beta, heading_weight=heading,
                                   lookahead_m=lookahead if lookahead > 0 else None,
-                                  goal_tolerance_m=goal_tolerance, clamp_progress=clamp_progress) \
+                                  goal_tolerance_m=goal_tolerance, clamp_progress=clamp_progress,
+                                  reverse_weight=v['reverse_weight']) \
                 if self.task_name == 'trajectory_following' else make_task(self.task_name, self.spec)
             self.planner = make_planner(self.planner_name, self.spec.action_dim, self.horizon, self.num_samples,
                                         None if seed < 0 else seed)

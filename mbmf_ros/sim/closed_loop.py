@@ -11,12 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+STALL_PROGRESS_M = 0.005     # stall_steps: less progress than this (m) over that many steps is a stall
+
 
 @dataclass
 class LoopResult:
-    """mean/max cross-track (m), completion (0..1), done, steps, mean time per action (s; the planner's or the
-    policy's), trajectory_xy (steps+1, 2) m. With ``record``: observations (T, dim) the policy's inputs at the
-    visited states and labels (T, A) the MPC expert's action there."""
+    """mean/max cross-track (m), completion (0..1), done, steps, mean time per action (s; the planner's, or the
+    policy's with making its observation), trajectory_xy (steps+1, 2) m. With ``record``: observations (T, dim) the policy's inputs at the
+    visited states and labels (T, A) the MPC expert's action there. start_pose (3,): x, y (m), yaw (rad) of the
+    start, the frame in which the path was given."""
     mean_cross_track_m: float
     max_cross_track_m: float
     completion: float
@@ -26,13 +29,14 @@ class LoopResult:
     trajectory_xy: np.ndarray
     observations: np.ndarray | None = None
     labels: np.ndarray | None = None
+    start_pose: np.ndarray | None = None
 
 
 def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shooting', num_samples: int | None = None,
                       horizon: int | None = None, seed: int = 0, max_steps: int = 0,
                       goal_tolerance_m: float | None = None, lookahead_m: float | None = None, policy=None,
-                      record: bool = False, noise_std: float = 0.0, give_up_m: float = 0.0, params_files=(),
-                      **planner_kwargs) -> LoopResult:
+                      record: bool = False, noise_std: float = 0.0, give_up_m: float = 0.0, stall_steps: int = 0,
+                      reverse_weight: float | None = None, params_files=(), **planner_kwargs) -> LoopResult:
     """Follow ``path_xy`` (N, 2), given relative to the start pose, on the simulated ``agent``.
 
     model: the dynamics model of the MPC. planner: a planner name (made with num_samples, horizon, seed and
@@ -45,6 +49,9 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
     the observation layout: pass ``record=Observation`` to give it). noise_std: Gaussian noise (actions units)
     added to the MPC's action before execution when the MPC acts (paper B: 0.005). give_up_m: end the run when
     the cross-track error exceeds it (> 0; DAgger: states far off any path teach little and cost expert time).
+    stall_steps: end the run when the progress along the path has not grown by STALL_PROGRESS_M in that many
+    steps (> 0; DAgger: a stalled policy's states all look alike, their labels are kept, the rest of the budget
+    would only repeat them). reverse_weight: the task's penalty on moving backwards (None: the setting).
     """
     from mbmf_ros.core.agents import get_agent
     from mbmf_ros.core.planners import make_planner
@@ -63,9 +70,11 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
     sim = Simulation(spec, seed=seed)
     rng = np.random.default_rng(seed + 7)
     state = np.asarray(sim.reset().estimate.values, dtype=np.float64)
+    start_pose = state[:3].copy()
     path = WaypointPath(transform_points(np.asarray(path_xy, dtype=np.float64), state[:3]))
     task = make_task('trajectory_following', spec, alpha=v['alpha'], beta=v['beta'],
                      heading_weight=v['heading_weight'], lookahead_m=lookahead_m,
+                     reverse_weight=v['reverse_weight'] if reverse_weight is None else reverse_weight,
                      goal_tolerance_m=v['goal_tolerance_m'], clamp_progress=v['clamp_progress'])
     task.set_path(path)
     tracker = ProgressTracker(path, lookahead_m, goal_tolerance_m)
@@ -80,14 +89,19 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
     if record and observe is None:
         raise ValueError('follow_in_process: record needs the observation layout (a policy, or record=Observation)')
     max_steps = max_steps or step_budget(path_xy, spec.follow_speed, spec.dt)
-    cross, xy, solve, observations, labels = [], [state[:2].copy()], [], [], []
+    cross, xy, solve, observations, labels, progress = [], [state[:2].copy()], [], [], [], []
     for _ in range(max_steps):
         tracking = tracker.update(state[:2])
         cross.append(tracking.cross_track_m)
+        progress.append(tracking.progress_m)
         task.update(state)
         if tracking.done or 0 < give_up_m < tracking.cross_track_m:
             break
+        if 0 < stall_steps < len(progress) and progress[-1] - progress[-1 - stall_steps] < STALL_PROGRESS_M:
+            break
+        t_obs = time.perf_counter()     # a policy's time per action includes making its observation
         obs = observe(state, path, tracker.last.progress_m) if observe is not None else None
+        t_obs = time.perf_counter() - t_obs
         expert = None
         if use_mpc:
             t0 = time.perf_counter()
@@ -97,7 +111,7 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
         if policy is not None:
             t0 = time.perf_counter()
             action = policy.act(obs)
-            solve.append(time.perf_counter() - t0)
+            solve.append(time.perf_counter() - t0 + t_obs)
         else:
             action = expert + (rng.normal(0.0, noise_std, expert.shape) if noise_std > 0 else 0.0)
         if record:
@@ -110,5 +124,7 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
         cross.append(tracking.cross_track_m)
     return LoopResult(float(np.mean(cross)), float(np.max(cross)), float(tracking.progress), bool(tracking.done),
                       len(xy) - 1, float(np.mean(solve)) if solve else 0.0, np.asarray(xy),
-                      np.asarray(observations, dtype=np.float32).reshape(len(observations), -1) if record else None,
-                      np.asarray(labels, dtype=np.float32).reshape(len(labels), -1) if record else None)
+                      np.asarray(observations, dtype=np.float32).reshape(len(observations), observe.dim)
+                      if record else None,
+                      np.asarray(labels, dtype=np.float32).reshape(len(labels), spec.action_dim)
+                      if record else None, start_pose)

@@ -91,8 +91,8 @@ def run_episode(agent: str, task: str, controller: str, model=None, steps: int =
     states, actions, stamps = [state.copy()], [], [first.reading.stamp]
     tracker = None
     if task == 'forward':
-        scorer = MovingForwardTask.for_agent(spec)
-        plan_task = scorer
+        scorer = MovingForwardTask.for_agent(spec)                  # the paper's return
+        plan_task = MovingForwardTask.for_agent(spec, planning=True)
         defaults = spec.forward_planner_defaults
         max_steps = int(steps) or spec.max_episode_steps
     else:
