@@ -8,7 +8,8 @@ outputs exist is skipped, so re-running continues where it stopped (kill it any 
 forward_<agent> (Algorithm 1 with the moving-forward reward, then MPC beside zero and random actions over
 eval_seeds start states), follow_<agent> (trajectory following from random data alone: swimmer and hexapod use
 the shipped models made with the paper's data, half_cheetah its line paths), terrain_<surface> and
-terrain_both (the hexapod trained on carpet, styrofoam or both, each evaluated on each), minutes_<m> (the
+terrain_both (the hexapod trained on carpet, styrofoam or both, each evaluated on each); forward_<agent> and
+follow_<agent> share their random data where it is the same collection (``share_random_data``), minutes_<m> (the
 hexapod trained on m minutes of random data on carpet). Then results/ gets README.md (the tables), results.json
 and the plots, each table stating the commit and command. The settings come from config/mbrl.yaml (profile
 `here` by default: what fits one session on a small machine; `paper`: the appendix's numbers, many hours).
@@ -27,7 +28,7 @@ MINUTES = (2, 5, 10, 17)
 HEXAPOD_STEPS_PER_MINUTE = 1200          # 20 Hz
 DEFAULT_UNITS = (['forward_swimmer', 'forward_half_cheetah', 'forward_hopper', 'terrain_carpet',
                   'terrain_styrofoam', 'terrain_both', 'follow_hexapod', 'follow_swimmer', 'follow_half_cheetah']
-                 + [f'minutes_{m}' for m in MINUTES] + ['forward_ant'])
+                 + [f'minutes_{m}' for m in MINUTES] + ['forward_ant', 'follow_ant'])
 
 
 def _log(*a):
@@ -55,6 +56,7 @@ def run_unit(unit: str, work: Path, profile: str) -> None:
         if (out / 'evaluation.json').is_file():
             return
         settings = load_settings(name, 'forward', profile)
+        share_random_data(work / f'follow_{name}', out, name, settings, log=_log)
         summary = run_mbrl(name, 'forward', out, settings, log=_log)
         result = evaluate(name, str(out / summary['final_model']), 'forward', settings, log=_log)
         write_report(result, out / 'evaluation')
@@ -67,6 +69,7 @@ def run_unit(unit: str, work: Path, profile: str) -> None:
         if name in ('swimmer', 'hexapod') and shipped.is_file():
             model = str(shipped)        # made by `mbmf-ros make-model` with the paper's random data
         else:
+            share_random_data(work / f'forward_{name}', out, name, settings, log=_log)
             summary = run_mbrl(name, 'follow', out, settings, paths=paths, log=_log)
             model = str(out / summary['final_model'])
         result = evaluate(name, model, 'follow', settings, paths=paths, log=_log)
@@ -107,6 +110,51 @@ def run_unit(unit: str, work: Path, profile: str) -> None:
         write_report(result, out / 'evaluation')
     else:
         raise ValueError(f'unknown unit {unit!r}; units are {", ".join(DEFAULT_UNITS)}')
+
+
+def share_random_data(other: Path, out: Path, agent: str, settings: dict, log=print) -> int:
+    """Hard-link the finished D_rand bags of unit folder ``other`` into ``out``/rand where they are the same
+    collection: ``mbmf-ros mbrl`` collects episode i of either task from seed RAND_SEED + i, with heading noise
+    only in an agent's follow data (the swimmer's), so for an agent without it the two tasks' random data with
+    the same rollout length are identical (the ant's 700 x 1000 steps: half its cost); so is the model trained
+    on them alone (iter_0) when the training settings are the same: it is linked too. Returns the number of
+    bags linked (0 when the collections differ or ``other`` has none)."""
+    import os
+    import shutil
+
+    from mbmf_ros.core.agents import get_agent
+    from mbmf_ros.commands.mbrl import _bag_done
+    theirs = _load(other / 'settings.json')
+    if (theirs is None or get_agent(agent).heading_noise or theirs.get('agent') != agent
+            or theirs.get('terrain') is not None
+            or theirs['settings'].get('random_steps') != settings['random_steps']):
+        return 0
+    (out / 'rand').mkdir(parents=True, exist_ok=True)
+    linked = 0
+    for i in range(settings['random_rollouts']):
+        name = f'episode_{i:04d}'
+        src, dst = other / 'rand' / name, out / 'rand' / name
+        if not _bag_done(src) or _bag_done(dst) or not (other / 'rand' / f'{name}.json').is_file():
+            continue
+        if dst.exists():            # an unfinished bag of an interrupted run
+            shutil.rmtree(dst)
+        shutil.copytree(src, dst, copy_function=os.link)
+        (out / 'rand' / f'{name}.json').unlink(missing_ok=True)
+        os.link(other / 'rand' / f'{name}.json', out / 'rand' / f'{name}.json')
+        linked += 1
+    if linked:
+        log(f'{out.name}: {linked} random rollouts linked from {other / "rand"} (the same collection)')
+    # The model trained on that data alone (iter_0) is the same too when the training settings are.
+    same = ('random_rollouts', 'epochs', 'rand_fraction', 'hidden_sizes')
+    src, dst = other / 'iter_0', out / 'iter_0'
+    if (all(theirs['settings'].get(k) == settings.get(k) for k in same) and (src / 'model.pt').is_file()
+            and (src / 'metrics.json').is_file() and not (dst / 'model.pt').exists()):
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in ('model.pt', 'metrics.json'):
+            (dst / name).unlink(missing_ok=True)
+            os.link(src / name, dst / name)
+        log(f'{out.name}: model {src / "model.pt"} linked (the same data and training settings)')
+    return linked
 
 
 # --- tables -------------------------------------------------------------------------------------------------------
@@ -186,12 +234,11 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
     for agent in ('swimmer', 'half_cheetah', 'hexapod', 'ant'):
         ev = _load(work / f'follow_{agent}' / 'evaluation.json')
         if ev is None:
-            extra = (' (ant: 700 x 1000 random steps, hours here: `mbmf-ros mbrl --agent ant --task follow '
-                     '--out runs/ant_follow`)' if agent == 'ant' else '')
-            md.append(f'| {agent} | not run this session{extra} | | | | | |')
+            md.append(f'| {agent} | not run this session (unit follow_{agent}) | | | | | |')
             continue
-        fol[agent] = ev
-        data = _data_steps(ev['model'], ev['settings'])
+        sm = _load(work / f'follow_{agent}' / 'summary.json')     # steps collected (training + validation)
+        data = sm['total_steps'] if sm else _data_steps(ev['model'], ev['settings'])
+        fol[agent] = {**ev, 'data_steps': data}
         r = ev['results']
         for name in r['mpc']['paths']:
             m, z, x = r['mpc']['paths'][name], r['zero']['paths'][name], r['random']['paths'][name]
@@ -270,7 +317,8 @@ def headline(fwd: dict, fol: dict, stamp: str) -> str:
         cell = lambda c: (f"{r[c]['mean_cross_track_body_lengths']['mean']:.3f} BL, "  # noqa: E731
                           f"{r[c]['completion']['mean']:.2f} done")
         rows.append(f"| {agent} | follow (cross-track, completion; {len(r['mpc']['paths'])} paths) | "
-                    f"{_data_steps(ev['model'], ev['settings'])} | {cell('mpc')} | {cell('zero')} | {cell('random')} |")
+                    f"{ev.get('data_steps') or _data_steps(ev['model'], ev['settings'])} | {cell('mpc')} | "
+                    f"{cell('zero')} | {cell('random')} |")
     return '\n'.join(rows) + f'\n\n{stamp}; full tables: [results/README.md](results/README.md).\n'
 
 

@@ -66,6 +66,10 @@ class AgentSpec:
     model's one-step error of a degree must not turn the candidate that rides the true bound into a fall.
     heading_noise: start headings from U(-pi, pi) in trajectory-following data (moving-forward data: never).
     ctrl_cost, ctrl_scale, alive_bonus: moving-forward reward r = v + alive_bonus - ctrl_cost*|a/ctrl_scale|^2.
+    termination_penalty: what a planner's objective subtracts when a candidate is predicted to terminate (never
+    part of the reward; ``MovingForwardTask``). plan_height_min, plan_height_max (m), plan_height_penalty (per m):
+    a planner's objective subtracts the penalty times how far each predicted step's height (its ballistic apex)
+    leaves [min, max] (0: none; ``Task.planning_penalty``), for both tasks.
     planner_defaults: {'num_samples': K, 'horizon': H} for trajectory following (the product task; for the
     hopper, which has no TF entry, its moving-forward values); forward_planner_defaults: the same for
     moving forward. sim: simulator parameters (see ``sim/simulation.py``). follow_speed_bl: the pace (body
@@ -90,6 +94,10 @@ class AgentSpec:
     ctrl_cost: float
     ctrl_scale: float
     alive_bonus: float
+    termination_penalty: float
+    plan_height_min: float
+    plan_height_max: float
+    plan_height_penalty: float
     planner_defaults: dict
     forward_planner_defaults: dict
     velocity_filter_alpha: float = 1.0
@@ -186,7 +194,8 @@ STRUCTURE = {
 # AgentSpec fields read from the '/**' section of config/<agent>.yaml (same names).
 SPEC_PARAMETERS = ('dt', 'frame_skip', 'body_length', 'max_episode_steps', 'velocity_frame', 'velocity_source',
                    'velocity_filter_alpha', 'start_noise_std', 'heading_noise', 'forward_velocity_element',
-                   'ctrl_cost', 'ctrl_scale', 'alive_bonus', 'follow_speed_bl')
+                   'ctrl_cost', 'ctrl_scale', 'alive_bonus', 'termination_penalty', 'plan_height_min', 'plan_height_max',
+                   'plan_height_penalty', 'follow_speed_bl')
 
 
 def make_agent(name: str, shared: dict | None = None, planner: dict | None = None,

@@ -160,7 +160,7 @@ class Planner:
         last; a NaN would otherwise win an argmax). With a task that has ``healthy(next_states) -> (E, K)
         bool`` (moving forward on the hopper and ant), termination is sticky: once a candidate is predicted to
         fall, its later steps earn nothing (an episode ends when the agent falls), even if the model predicts
-        it back up.
+        it back up; the step it falls on also pays the task's ``termination_penalty``.
         """
         if supports(model):
             if self._fast is None:
@@ -181,11 +181,16 @@ class Planner:
             if nxt.dim() == 2:                       # a plain (K, S) model, no ensemble dimension
                 nxt = nxt.unsqueeze(0)
             r = task.reward(traj[-1], a, nxt)
+            extra = task.planning_penalty(nxt) if hasattr(task, 'planning_penalty') else None
+            if extra is not None:
+                r = r - extra
             finite &= torch.isfinite(r) & torch.isfinite(nxt).all(-1)
             if alive is not None:
                 # The step on which it falls is scored by the task (no velocity, no bonus); the ones after: 0.
                 r = torch.where(alive, r, torch.zeros_like(r))
-                alive = alive & healthy(nxt)
+                ok = healthy(nxt)
+                r = r - float(getattr(task, 'termination_penalty', 0.0)) * (alive & ~ok).to(r.dtype)
+                alive = alive & ok
             total += torch.where(finite, r, torch.zeros_like(r))
             traj.append(nxt)
         returns = total.mean(0).masked_fill(~finite.all(0), -math.inf)

@@ -307,9 +307,14 @@ def score(task, states, actions, states_finite):
     """Summed rewards (E, K) of sequences, states (E, K, H+1, S), actions (K, H, A), by the planners' rules:
     a candidate whose predicted states or rewards turn non-finite scores -inf (it ranks last); with a task that
     has ``healthy(next_states) -> bool``, termination is sticky: the step on which a candidate falls is scored by
-    the task, the steps after it earn nothing. states_finite (E, K): whether all predicted states are finite."""
+    the task (minus its ``termination_penalty``, if any), the steps after it earn nothing. A task's
+    ``planning_penalty`` (its height band) is subtracted from each step's reward. states_finite (E, K): whether
+    all predicted states are finite."""
     r = task.step_rewards(states, actions)                               # (E, K, H)
     nxt = states[:, :, 1:]
+    extra = task.planning_penalty(nxt) if hasattr(task, 'planning_penalty') else None
+    if extra is not None:
+        r = r - extra
     # A sum is finite iff every term is (short of an overflow beyond 1e38): cheaper than isfinite().all(-1).
     finite = torch.isfinite(r.sum(-1)) & states_finite
     healthy = getattr(task, 'healthy', None)
@@ -319,4 +324,8 @@ def score(task, states, actions, states_finite):
         alive = torch.cat([torch.ones_like(ok[..., :1]),
                            torch.cummin(ok[..., :-1].to(torch.uint8), -1).values.bool()], -1)
         r = torch.where(alive, r, torch.zeros_like(r))
+        penalty = float(getattr(task, 'termination_penalty', 0.0))
+        if penalty:
+            # The step on which a candidate falls (alive before it, not after) also pays the task's penalty.
+            r = r - penalty * (alive & ~ok).to(r.dtype)
     return r.sum(-1).masked_fill(~finite, -math.inf)

@@ -30,6 +30,7 @@ from mbmf_ros.core.waypoints import ProgressTracker, TrackingState, WaypointPath
 
 
 TASKS = ('trajectory_following', 'moving_forward')
+GRAVITY = 9.81          # m/s^2, MuJoCo's default gravity (the agents' model files keep it)
 
 
 def _planner_defaults(**given):
@@ -40,8 +41,34 @@ def _planner_defaults(**given):
 
 
 class Task:
-    """Base: see the module docstring for the contract."""
+    """Base: see the module docstring for the contract.
+
+    height_band: None, or (z index, vz index or None, low m, high m, penalty per m) set from the agent
+    (``height_band_for``): a planner subtracts ``penalty`` times how far each predicted step's height leaves
+    [low, high] (``planning_penalty``).
+    """
     name = 'task'
+    height_band = None
+
+    def planning_penalty(self, next_states):
+        """Planning-only cost (...) of predicted states (..., S), or None without a ``height_band``.
+
+        Why: the ant's episode ends when its torso leaves [0.2, 1.0] m; a gait that jumps gains x velocity, and a
+        model trained on random data underestimates take-offs, so the fall only shows in the predictions once
+        the ant is already in the air. The paper's authors keep the ant's torso in [0.3, 0.67] m the same way
+        ("penalizing for jumping too high or for falling down", appendix C.1). The height is the ballistic apex
+        ``z + max(vz, 0)^2 / (2 g)`` where the state has a vertical velocity: a take-off is seen a step or two
+        before the torso rises, and the penalty grows with the excess (an indicator cannot rank candidates
+        that all start above the band, as the ant does when it is dropped at its start).
+        Never part of ``reward``: an episode's return stays the paper's.
+        """
+        if self.height_band is None:
+            return None
+        iz, ivz, low, high, penalty = self.height_band
+        z = next_states[..., iz]
+        if ivz is not None:
+            z = z + next_states[..., ivz].clamp_min(0.0) ** 2 / (2.0 * GRAVITY)
+        return penalty * ((low - z).clamp_min(0.0) + (z - high).clamp_min(0.0))
 
     def update(self, state) -> None:  # noqa: B027 - optional hook
         """Called once per control step with the true state (S,) before planning."""
@@ -232,12 +259,16 @@ class MovingForwardTask(Task):
     of the pose point, the paper's reward). ctrl_cost, ctrl_scale: the paper's action penalty (actions
     normalised to [-1, 1]); alive_bonus: per step. termination: (index, low, high) bounds; a predicted state
     outside them earns no velocity reward and no alive bonus (the public code's "done" test for the hopper and
-    ant); ``healthy`` lets a planner make that sticky along its horizon.
+    ant); ``healthy`` lets a planner make that sticky along its horizon. termination_penalty: reward units a
+    planner subtracts on the step a candidate is predicted to terminate (0: the paper's objective). Why: with the
+    ant's short horizon (H = 5, 0.1 s) a fall costs a candidate at most a few steps of alive bonus, less than
+    the velocity a reckless gait gains meanwhile, while the episode loses the bonus of every remaining step.
+    ``reward`` never includes it: an episode's return stays the appendix's.
     """
     name = 'moving_forward'
 
     def __init__(self, velocity_index: int, ctrl_cost: float = 0.0, alive_bonus: float = 0.0,
-                 ctrl_scale: float = 1.0, termination=(), dt: float = 0.0):
+                 ctrl_scale: float = 1.0, termination=(), dt: float = 0.0, termination_penalty: float = 0.0):
         self.velocity_index = int(velocity_index)
         self.dt = float(dt)
         if self.dt < 0 or not math.isfinite(self.dt):
@@ -248,15 +279,20 @@ class MovingForwardTask(Task):
             raise ValueError(f'MovingForwardTask: ctrl_scale must be > 0, found {ctrl_scale!r}')
         self.alive_bonus = float(alive_bonus)
         self.termination = tuple((int(i), float(lo), float(hi)) for i, lo, hi in termination)
+        self.termination_penalty = float(termination_penalty)
+        if not (math.isfinite(self.termination_penalty) and self.termination_penalty >= 0):
+            raise ValueError(f'MovingForwardTask: termination_penalty must be finite and >= 0, found '
+                             f'{termination_penalty!r}')
 
     @classmethod
     def for_agent(cls, spec, planning: bool = False) -> 'MovingForwardTask':
         """From an ``AgentSpec`` (core.agents): its forward_velocity_element, ctrl_cost, ctrl_scale,
-        alive_bonus and termination bounds. A pose element ('x') as forward_velocity_element means its rate of
-        change over one control period spec.dt: the world-frame velocity of the pose point. planning: the task an
-        MPC plans with, its termination bounds replaced by the spec's tighter ``planning_termination`` ones
-        (the hopper's |pitch| < 0.15 rad, not 0.2: a candidate riding the true bound falls on the model's first
-        error); False: the paper's reward itself, to score what happened."""
+        alive_bonus, termination bounds, termination_penalty and planning height band. A pose element ('x') as
+        forward_velocity_element means its rate of change over one control period spec.dt: the world-frame
+        velocity of the pose point. planning: the task an MPC plans with, its termination bounds replaced by the
+        spec's tighter ``planning_termination`` ones (the hopper's |pitch| < 0.15 rad, not 0.2: a candidate riding
+        the true bound falls on the model's first error); False: the paper's reward itself, to score what
+        happened (no termination_penalty, no height band: those act only in a planner's scoring anyway)."""
         names = list(spec.state_names)
         if spec.forward_velocity_element not in names:
             raise ValueError(f'agent {spec.name}: forward_velocity_element {spec.forward_velocity_element!r} '
@@ -271,8 +307,10 @@ class MovingForwardTask(Task):
             bounds.append((names.index(element), low, high))
         element = spec.forward_velocity_element
         dt = float(spec.dt) if element in ('x', 'y') else 0.0
-        return cls(names.index(element), spec.ctrl_cost, spec.alive_bonus, getattr(spec, 'ctrl_scale', 1.0),
-                   bounds, dt)
+        task = cls(names.index(element), spec.ctrl_cost, spec.alive_bonus, getattr(spec, 'ctrl_scale', 1.0),
+                   bounds, dt, getattr(spec, 'termination_penalty', 0.0) if planning else 0.0)
+        task.height_band = height_band_for(spec) if planning else None
+        return task
 
     def velocity(self, states, next_states):
         """The forward velocity (m/s) of each transition, (E, K) / (...)."""
@@ -297,13 +335,33 @@ class MovingForwardTask(Task):
         return gain - ctrl
 
 
+def height_band_for(spec):
+    """The planning height band of an agent (``Task.height_band``): (index of 'z', index of 'vz' or None,
+    plan_height_min, plan_height_max, plan_height_penalty per m), or None when its penalty is 0 or it has no
+    height."""
+    penalty = float(getattr(spec, 'plan_height_penalty', 0.0) or 0.0)
+    if penalty <= 0 or 'z' not in spec.state_names:
+        return None
+    low, high = float(spec.plan_height_min), float(spec.plan_height_max)
+    if not low < high or not math.isfinite(penalty):
+        raise ValueError(f'agent {spec.name}: expected plan_height_min < plan_height_max and a finite '
+                         f'plan_height_penalty, found {low}, {high}, {penalty}')
+    vz = spec.state_names.index('vz') if 'vz' in spec.state_names else None
+    return (spec.state_names.index('z'), vz, low, high, penalty)
+
+
 def make_task(name: str, spec=None, path: WaypointPath | None = None, **kwargs) -> Task:
     """A task for a planner by name (TASKS): 'trajectory_following' (kwargs: alpha, beta, heading_weight,
-    lookahead_m, ...) or 'moving_forward' (from the agent spec ``spec``, with its planning termination bounds)."""
+    lookahead_m, ...) or 'moving_forward' (from the agent spec ``spec``, with its planning termination bounds).
+    With ``spec``, the task plans with the agent's height band."""
     if name in ('trajectory_following', 'follow', 'tf'):
-        return TrajectoryFollowingTask(path, **kwargs)
-    if name in ('moving_forward', 'forward', 'f'):
+        task = TrajectoryFollowingTask(path, **kwargs)
+    elif name in ('moving_forward', 'forward', 'f'):
         if spec is None:
             raise ValueError('make_task: moving_forward needs the agent spec')
-        return MovingForwardTask.for_agent(spec, planning=True)
-    raise ValueError(f'unknown task {name!r}; expected one of trajectory_following, moving_forward')
+        task = MovingForwardTask.for_agent(spec, planning=True)
+    else:
+        raise ValueError(f'unknown task {name!r}; expected one of trajectory_following, moving_forward')
+    if spec is not None:
+        task.height_band = height_band_for(spec)
+    return task

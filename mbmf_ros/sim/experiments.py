@@ -67,7 +67,7 @@ def run_episode(agent: str, task: str, controller: str, model=None, steps: int =
 
     from mbmf_ros.core.agents import get_agent
     from mbmf_ros.core.planners import make_planner
-    from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask
+    from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask, make_task
     from mbmf_ros.core.waypoints import ProgressTracker, WaypointPath, step_budget, transform_points
     from mbmf_ros.sim.simulation import Simulation
 
@@ -99,7 +99,8 @@ def run_episode(agent: str, task: str, controller: str, model=None, steps: int =
         if path_xy is None:
             raise ValueError('run_episode: the follow task needs path_xy')
         path = WaypointPath(transform_points(np.asarray(path_xy, dtype=np.float64), state[:3]))
-        plan_task = TrajectoryFollowingTask(path, lookahead_m=lookahead_m)
+        # make_task: the planner's copy carries the agent's planning height band; the scorer is Alg. 2 alone.
+        plan_task = make_task('trajectory_following', spec, path, lookahead_m=lookahead_m)
         scorer = TrajectoryFollowingTask(path, lookahead_m=lookahead_m)
         tracker = ProgressTracker(path, lookahead_m, goal_tolerance_m)
         defaults = spec.planner_defaults
