@@ -443,6 +443,16 @@ def _tail(curve, n=5) -> float:
     return float(np.mean(curve[-n:, 1])) if len(curve) else float('nan')
 
 
+KEY_STEPS = (20_000, 50_000, 100_000, 150_000, 200_000)    # where the report reads the curves
+
+
+def _at(curve, n) -> str:
+    """The smoothed return of the last batch at or before n env steps, '-' before the first or past the end."""
+    if not len(curve) or n < curve[0, 0] or n > curve[-1, 0] + (curve[-1, 0] - curve[-2, 0] if len(curve) > 1 else 0):
+        return '-'
+    return f'{_smooth(curve[:, 1])[np.flatnonzero(curve[:, 0] <= n)[-1]]:.1f}'
+
+
 def steps_to(curve, threshold):
     """First environment step count at which the smoothed return reaches threshold, or None."""
     if not len(curve):
@@ -552,6 +562,12 @@ def write_report(report: str, runs: list, fraction: float, command: str = '') ->
         mean = f'{np.mean(values):.2f}x over {len(values)} of {len(rows)} seeds' if values else 'none measured'
         lines.append(f"| {agent} | {learner} | {key} | "
                      + '; '.join(f'seed {seed} ({th:.1f}): {text}' for seed, th, text, _ in rows) + f' | {mean} |')
+    lines += ['', '## Key points of the curves (3-batch smoothed return of the last batch at or before N environment '
+              'steps; Mb-Mf counts all its steps): alone / Mb-Mf', '',
+              '| agent | seed | ' + ' | '.join(f'{n:,}' for n in KEY_STEPS) + ' |', '|---|---|' + '---|' * len(KEY_STEPS)]
+    for r in summaries:
+        lines.append(f"| {r['settings']['agent']} | {r['settings']['seed']} | "
+                     + ' | '.join(f'{_at(r["scratch"], n)} / {_at(r["mbmf"], n)}' for n in KEY_STEPS) + ' |')
     images = []
     agents = sorted({(r['settings']['agent'], r['settings']['learner']) for r in summaries})
     for agent, learner in agents:
@@ -571,9 +587,11 @@ def write_report(report: str, runs: list, fraction: float, command: str = '') ->
                 ax.plot(xs, ys, color='tab:blue', ls=style, marker='o', ms=4,
                         label=f'model-based MPC (aggregation, expert), seed {seed}')
             if r['before']:
-                ax.scatter([r['before']], [r['counts'].get('dagger_policy_return_sampled',
-                                                           r['counts'].get('dagger_policy_return', np.nan))],
-                           color='tab:purple', marker='s', zorder=3, label=f'DAgger policy (sampled), seed {seed}')
+                ax.scatter([r['before']], [r['counts'].get('dagger_policy_return', np.nan)], color='tab:purple',
+                           marker='s', zorder=3, label=f'DAgger policy (mean action), seed {seed}')
+                ax.scatter([r['before']], [r['counts'].get('dagger_policy_return_sampled', np.nan)],
+                           facecolors='none', edgecolors='tab:purple', marker='s', zorder=3,
+                           label=f'DAgger policy (sampled at its std), seed {seed}')
             if np.isfinite(r['thresholds']['mpc']):
                 ax.axhline(r['thresholds']['mpc'], color='gray', ls=style, lw=0.8)
         ax.set_xscale('log')
