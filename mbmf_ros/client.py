@@ -61,9 +61,9 @@ class FollowClient:
         self.executor.add_node(self.node)
         self._tracking: list = []
         self.mpc = None
-        self.node.create_subscription(TrackingStatus, T.TRACKING.lstrip('/') if namespace else T.TRACKING,
-                                      self._tracking.append, CONTROL)
-        self.node.create_subscription(MpcStatus, T.MPC_STATUS.lstrip('/') if namespace else T.MPC_STATUS,
+        self._sub_tracking = self.node.create_subscription(
+            TrackingStatus, T.TRACKING.lstrip('/') if namespace else T.TRACKING, self._tracking.append, CONTROL)
+        self._sub_mpc = self.node.create_subscription(MpcStatus, T.MPC_STATUS.lstrip('/') if namespace else T.MPC_STATUS,
                                       self._on_mpc, CONTROL)
         self._pub_path = self.node.create_publisher(PathMsg, T.WAYPOINTS.lstrip('/') if namespace else T.WAYPOINTS,
                                                     CONTROL)
@@ -113,9 +113,14 @@ class FollowClient:
                                          # ours is about a newer path
         self._tracking.clear()
 
-    def wait_until_ready(self, timeout: float = 30.0) -> bool:
-        """True once a waypoint_manager listens on /waypoints (False after ``timeout`` s)."""
-        return self.spin_until(lambda: self._pub_path.get_subscription_count() >= 1, timeout)
+    def wait_until_ready(self, timeout: float = 30.0, planner: bool = True) -> bool:
+        """True once a waypoint_manager listens on /waypoints and this client hears its tracking status and (with
+        ``planner``) the planner's or policy's MpcStatus: their publishers matched, since a short path can be
+        done before a late-matched status reaches us. planner=False for a graph without one (a baseline
+        actor). False after ``timeout`` s."""
+        return self.spin_until(lambda: self._pub_path.get_subscription_count() >= 1
+                               and self._sub_tracking.get_publisher_count() >= 1
+                               and (not planner or self._sub_mpc.get_publisher_count() >= 1), timeout)
 
     def _publish(self, msg) -> None:
         from mbmf_ros.nodes.common import stamp_ns

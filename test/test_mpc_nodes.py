@@ -265,7 +265,8 @@ def test_closed_loop_with_the_simulated_hexapod(ros, procs, checkpoints):
     pub_wp = ros.node.create_publisher(Path, T.WAYPOINTS, CONTROL)
     procs.node('waypoint_manager', params={'relative_to_start': True})
     procs.node('mpc_planner', params={'agent': 'hexapod', 'model_path': checkpoints['v1'], 'num_samples': 200,
-                                      'horizon': 4, 'num_threads': 1, 'use_sim_time': True})
+                                      'horizon': 4, 'num_threads': 1, 'use_sim_time': True,
+                                      'wait_for_reference': True})
     procs.node('state_estimator', params={'agent': 'hexapod'})
     ros.wait_for_subscribers(pub_wp, 1, 30)
     pub_wp.publish(_path([[0, 0], [1, 0]]))
@@ -279,8 +280,8 @@ def test_closed_loop_with_the_simulated_hexapod(ros, procs, checkpoints):
     assert len(states) == steps + 1 and len(actions) == steps
     stamps = [(m.header.stamp.sec, m.header.stamp.nanosec) for m in states[:-1]]
     assert [(a.header.stamp.sec, a.header.stamp.nanosec) for a in actions] == stamps
-    # The first state may come before the reference is anchored to the robot's pose: allow one zero action.
+    # The first state comes before the reference is anchored to the robot's pose: with wait_for_reference (as
+    # the follow graph sets in lock-step) the planner holds it until the reference arrives, so every step is planned.
     planned = [s for s in status if s.active]
-    assert len(planned) >= steps - 1, [s.reason for s in status]
-    assert all(s.reason == 'ok' or s.reason.startswith('no reference') for s in status), [s.reason for s in status]
+    assert len(planned) == steps and all(s.reason == 'ok' for s in status), [s.reason for s in status]
     assert tracking and tracking[-1].valid and tracking[-1].path_length_m == pytest.approx(1.0)

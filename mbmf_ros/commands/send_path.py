@@ -47,7 +47,7 @@ def run(args) -> int:
             client.node.create_subscription(MpcStatus, T.MPC_STATUS,
                                             lambda m: solve_times.append(m.solve_time_s) if m.active else None,
                                             CONTROL)
-        if not client.wait_until_ready(args.connect_timeout):
+        if not client.wait_until_ready(args.connect_timeout, planner=False):
             print(f'mbmf-ros send-path: nobody subscribes to {T.WAYPOINTS} after {args.connect_timeout:.0f} s: '
                   'is the follow graph running (mbmf-ros launch follow)?', file=sys.stderr)
             return 2
