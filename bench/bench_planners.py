@@ -32,7 +32,7 @@ from common import (add_clock_argument, header_lines, interleaved, measure_peaks
 from mbmf_ros.core.agents import get_agent  # noqa: E402
 from mbmf_ros.core.dynamics import DynamicsModel  # noqa: E402
 from mbmf_ros.core.planners import PLANNERS, make_planner  # noqa: E402
-from mbmf_ros.core.rollout import DEFAULT_CHUNK_ROWS, chunk_spans, worker_pool  # noqa: E402
+from mbmf_ros.core.rollout import DEFAULT_CHUNK_ROWS, chunk_spans, resolve_kernel, worker_pool  # noqa: E402
 from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask  # noqa: E402
 from mbmf_ros.core.waypoints import WaypointPath  # noqa: E402
 from mbmf_ros.graphs import default_model_path, resolve_path  # noqa: E402
@@ -72,27 +72,34 @@ def agent_setup(agent: str, members: int = 1, device='cpu'):
 
 
 def matmuls_only(model, K: int, H: int, precision: str):
-    """The floor of a rollout: the MLP's three matmuls (bias and ReLU in place) over K x H rows, in the chunks
-    and on the worker threads the rollout uses (core.rollout), nothing else. What a plan takes beyond it is
-    sampling, the state update, the reward and bookkeeping."""
+    """The floor of a rollout: the MLP's three layers (bias and ReLU fused or in place) over K x H rows, in the
+    chunks, on the worker threads and with the kernel the rollout uses (core.rollout: oneDNN where torch has it,
+    else addmm), nothing else. What a plan takes beyond it is sampling, the state update, the reward and
+    bookkeeping."""
     dt = torch.float32 if precision == 'float32' else torch.bfloat16
-    ws = [layer.weight.detach()[0].to(dt) for layer in model.layers]
+    onednn = resolve_kernel('auto', torch.device('cpu')) == 'onednn'
+    ws = [layer.weight.detach()[0].to(dt) for layer in model.layers]          # (in, out)
     bs = [layer.bias.detach()[0, 0].to(dt) for layer in model.layers]
+    wts = [w.t().contiguous() for w in ws]                                    # (out, in): oneDNN's layout
     spans = chunk_spans(K, DEFAULT_CHUNK_ROWS, torch.get_num_threads())
     c = max(k1 - k0 for k0, k1 in spans)
     workers = min(torch.get_num_threads(), len(spans))
     scratch = [(torch.randn(c, ws[0].shape[0]).to(dt), [torch.empty(c, w.shape[1], dtype=dt) for w in ws])
                for _ in range(workers)]
+    last = len(ws) - 1
 
     def chunks(mine, x, hs):
         with torch.inference_mode():
             for k0, k1 in mine:
                 for _ in range(H):
                     h = x[:k1 - k0]
-                    for i, (w, b) in enumerate(zip(ws, bs)):
+                    for i, (w, wt, b) in enumerate(zip(ws, wts, bs)):
+                        if onednn:
+                            h = torch.ops.mkldnn._linear_pointwise(h, wt, b, 'none' if i == last else 'relu', [], '')
+                            continue
                         torch.addmm(b, h, w, out=hs[i][:k1 - k0])
                         h = hs[i][:k1 - k0]
-                        if i < len(ws) - 1:
+                        if i < last:
                             h.relu_()
 
     def run():
@@ -115,6 +122,8 @@ def speed_table(configs, repeats, peaks, headline):
         for prec in ('float32', 'bfloat16'):
             p = make_planner('random_shooting', spec.action_dim, H, K, seed=0, precision=prec)
             v[prec] = lambda p=p: p.plan(model, task, state)
+        p = make_planner('random_shooting', spec.action_dim, H, K, seed=0, kernel='blas')
+        v['float32, BLAS addmm (kernel: blas)'] = lambda p=p: p.plan(model, task, state)
         for prec in ('float32', 'bfloat16'):
             v[f'{prec}: its matmuls alone'] = matmuls_only(model, K, H, prec)
         res = interleaved(v, repeats)

@@ -89,12 +89,17 @@ def numpy_blas_threads(n: int) -> bool:
 def measure_peaks(sizes=(1024, 2048), seconds: float = 0.4) -> dict:
     """Matmul ceiling of this machine at the current thread count, GFLOP/s (best over sizes and repeats).
 
-    'f32': float32, the larger of torch's and numpy's (OpenBLAS) square matmuls; 'f32_torch', 'f32_numpy'
-    separately; 'bf16': torch bfloat16. n x n @ n x n counts 2 n^3 FLOP. numpy's OpenBLAS runs on as many
+    'f32': float32, the largest of torch's BLAS (``torch.mm``: MKL), torch's oneDNN (the kernel of the planners'
+    rollout on a CPU, core.rollout) and numpy's (OpenBLAS) square matmuls; 'f32_torch', 'f32_onednn',
+    'f32_numpy' separately (on this AMD CPU oneDNN's AVX-512 kernels run at about twice MKL's rate: a ceiling
+    without it would be half the machine's); 'bf16': the larger of torch's bfloat16 ``mm`` and oneDNN's. n x n @ n x n counts 2 n^3 FLOP. numpy's OpenBLAS runs on as many
     threads as torch (left alone it used every CPU: with --threads 1 the "1-thread" ceiling was a 2-thread one);
     where its thread count cannot be set, numpy is left out (0) unless torch uses every CPU anyway.
     """
-    out = {'f32_torch': 0.0, 'f32_numpy': 0.0, 'bf16': 0.0}
+    from mbmf_ros.core.rollout import onednn_available
+    onednn = onednn_available()
+    linear = torch.ops.mkldnn._linear_pointwise if onednn else None
+    out = {'f32_torch': 0.0, 'f32_onednn': 0.0, 'f32_numpy': 0.0, 'bf16': 0.0}
     numpy_ok = numpy_blas_threads(torch.get_num_threads()) or torch.get_num_threads() == os.cpu_count()
     for n in sizes:
         flops = 2.0 * n ** 3
@@ -104,11 +109,15 @@ def measure_peaks(sizes=(1024, 2048), seconds: float = 0.4) -> dict:
         ab, bb = a.bfloat16(), b.bfloat16()
         cb = torch.empty(n, n, dtype=torch.bfloat16)
         out['bf16'] = max(out['bf16'], _best_rate(lambda: torch.mm(ab, bb, out=cb), flops, seconds))
+        if onednn:          # an inner product of n rows, n inputs, n outputs: the same 2 n^3 FLOP
+            out['f32_onednn'] = max(out['f32_onednn'], _best_rate(lambda: linear(a, b, None, 'none', [], ''),
+                                                                    flops, seconds))
+            out['bf16'] = max(out['bf16'], _best_rate(lambda: linear(ab, bb, None, 'none', [], ''), flops, seconds))
         an, bn = a.numpy(), b.numpy()
         cn = np.empty((n, n), dtype=np.float32)
         if numpy_ok:
             out['f32_numpy'] = max(out['f32_numpy'], _best_rate(lambda: np.matmul(an, bn, out=cn), flops, seconds))
-    out['f32'] = max(out['f32_torch'], out['f32_numpy'])
+    out['f32'] = max(out['f32_torch'], out['f32_onednn'], out['f32_numpy'])
     return out
 
 
@@ -169,5 +178,6 @@ def header_lines(peaks: dict | None = None) -> str:
              f"- commit: {m['commit']}"]
     if peaks:
         lines.append(f"- ceiling measured in this run: float32 matmul {peaks['f32']:.0f} GFLOP/s (torch "
-                     f"{peaks['f32_torch']:.0f}, numpy {peaks['f32_numpy']:.0f}), bfloat16 {peaks['bf16']:.0f}")
+                     f"{peaks['f32_torch']:.0f}, torch's oneDNN {peaks.get('f32_onednn', 0):.0f}, numpy {peaks['f32_numpy']:.0f}), "
+                     f"bfloat16 {peaks['bf16']:.0f}")
     return '\n'.join(lines)

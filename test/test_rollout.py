@@ -14,7 +14,8 @@ import torch
 from mbmf_ros.core.agents import get_agent
 from mbmf_ros.core.dynamics import DynamicsModel
 from mbmf_ros.core.planners import Planner, coloured_noise, make_planner
-from mbmf_ros.core.rollout import MLPRollout, chunk_spans, resolve_device, resolve_precision
+from mbmf_ros.core.rollout import (MLPRollout, chunk_spans, onednn_available, resolve_device, resolve_kernel,
+                                   resolve_precision)
 from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask
 from mbmf_ros.core.training import TrainConfig, train_dynamics
 from mbmf_ros.core.waypoints import WaypointPath
@@ -189,7 +190,39 @@ def test_refolds_when_the_weights_change_in_place():
     torch.testing.assert_close(after, ref, rtol=1e-4, atol=1e-5)
 
 
-def test_non_finite_predictions_rank_last_and_termination_is_sticky():
+@pytest.mark.skipif(not onednn_available(), reason='this torch build has no oneDNN inner product')
+@pytest.mark.parametrize('members', [1, 3])
+@pytest.mark.parametrize('precision', ['float32', 'bfloat16'])
+def test_onednn_and_blas_kernels_give_the_same_rollout(members, precision):
+    """The oneDNN kernel (bias and ReLU fused) computes what addmm + relu_ do, up to float32 rounding."""
+    spec, model = _model(members)
+    task = TrajectoryFollowingTask(WaypointPath([[0, 0], [1.0, 0], [1.0, 1.0]]), lookahead_m=0.5)
+    state = _state(spec)
+    task.update(state.numpy())
+    actions = torch.rand(300, 6, spec.action_dim, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    r_blas, s_blas = (t.clone() for t in MLPRollout(model, precision, kernel='blas').rollout(model, task, state,
+                                                                                             actions))
+    fast = MLPRollout(model, precision, kernel='onednn')
+    assert fast.kernel == 'onednn'
+    r, s = fast.rollout(model, task, state, actions)
+    tol = dict(rtol=1e-4, atol=1e-5) if precision == 'float32' else dict(rtol=2e-2, atol=2e-3)
+    torch.testing.assert_close(r, r_blas, **tol)
+    torch.testing.assert_close(s, s_blas, **tol)
+
+
+def test_kernel_setting_is_checked():
+    assert resolve_kernel('blas', torch.device('cpu')) == 'blas'
+    assert resolve_kernel('auto', torch.device('cpu')) == ('onednn' if onednn_available() else 'blas')
+    with pytest.raises(ValueError, match='kernel must be one of'):
+        resolve_kernel('mkl', torch.device('cpu'))
+    with pytest.raises(ValueError, match='runs only on a CPU'):
+        resolve_kernel('onednn', torch.device('cuda'))
+
+
+@pytest.mark.parametrize('kernel', ['onednn', 'blas'])
+def test_non_finite_predictions_rank_last_and_termination_is_sticky(kernel):
+    if kernel == 'onednn' and not onednn_available():
+        pytest.skip('this torch build has no oneDNN inner product')
     spec, model = _model(1)
     names = list(spec.state_names)
     z = names.index('z')
@@ -198,19 +231,19 @@ def test_non_finite_predictions_rank_last_and_termination_is_sticky():
     state = _state(spec)
     actions = torch.rand(64, 5, spec.action_dim, generator=torch.Generator().manual_seed(3)) * 2 - 1
     r0, _ = _reference(model, task, state, actions)
-    r1, _ = MLPRollout(model, 'float32').rollout(model, task, state, actions)
+    r1, _ = MLPRollout(model, 'float32', kernel=kernel).rollout(model, task, state, actions)
     torch.testing.assert_close(r1, r0, rtol=1e-4, atol=1e-5)
     # Sticky: bounds that every predicted state violates after the first step -> only step 1's reward counts
     # (the step on which it falls earns no velocity), so every return is 0 - 0.
     task_fall = MovingForwardTask(names.index('vx'), alive_bonus=1.0, termination=[(z, 1e8, 1e9)])
-    r_fall, _ = MLPRollout(model, 'float32').rollout(model, task_fall, state, actions)
+    r_fall, _ = MLPRollout(model, 'float32', kernel=kernel).rollout(model, task_fall, state, actions)
     ref_fall, _ = _reference(model, task_fall, state, actions)
     torch.testing.assert_close(r_fall, ref_fall)
     assert torch.all(r_fall == 0)
     # A NaN weight makes every prediction non-finite: every return is -inf, never NaN.
     with torch.no_grad():
         model.layers[0].weight[0, 0, 0] = float('nan')
-    r_nan, _ = MLPRollout(model, 'float32').rollout(model, task, state, actions)
+    r_nan, _ = MLPRollout(model, 'float32', kernel=kernel).rollout(model, task, state, actions)
     assert torch.all(r_nan == -math.inf)
 
 

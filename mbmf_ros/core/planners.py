@@ -35,7 +35,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from mbmf_ros.core.rollout import MLPRollout, resolve_device, resolve_precision, supports
+from mbmf_ros.core.rollout import MLPRollout, resolve_device, resolve_kernel, resolve_precision, supports
 
 @lru_cache(maxsize=1)
 def planner_settings() -> dict:
@@ -109,13 +109,15 @@ class Planner:
     precision: 'float32' | 'bfloat16' of the model's weights and activations in the rollout (states and reward
     sums stay float32); device: 'cpu' | 'cuda' | 'auto'; chunk_rows: candidates per chunk (0/None: default);
     refine_fraction: in bfloat16, the share of best candidates re-rolled in float32 (core.rollout); workers:
-    threads rolling chunks of candidates concurrently (0: one per torch thread; core.rollout).
+    threads rolling chunks of candidates concurrently (0: one per torch thread; core.rollout); kernel: 'auto' |
+    'onednn' | 'blas', the CPU matmul kernel of the rollout (core.rollout).
     """
     name = 'planner'
 
     def __init__(self, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,
                  keep_candidates: int = 0, dtype=torch.float32, precision: str = 'float32', device: str = 'cpu',
-                 chunk_rows: int | None = None, refine_fraction: float = 0.0, workers: int = 0):
+                 chunk_rows: int | None = None, refine_fraction: float = 0.0, workers: int = 0,
+                 kernel: str = 'auto'):
         if int(action_dim) < 1 or int(horizon) < 1 or int(num_samples) < 1:
             raise ValueError(f'{self.name}: action_dim, horizon and num_samples must be >= 1, found '
                              f'{action_dim}, {horizon}, {num_samples}')
@@ -126,6 +128,7 @@ class Planner:
         self.device = resolve_device(device)
         self.chunk_rows = int(chunk_rows or 0) or None
         self.refine_fraction = float(refine_fraction)
+        self.kernel = resolve_kernel(kernel, self.device)
         self.workers = int(workers or 0)
         self._fast: MLPRollout | None = None
         self.generator = torch.Generator(device=self.device)
@@ -165,7 +168,7 @@ class Planner:
         if supports(model):
             if self._fast is None:
                 self._fast = MLPRollout(model, self.precision, self.device, self.chunk_rows, self.refine_fraction,
-                                        self.workers)
+                                        self.workers, self.kernel)
             return self._fast.rollout(model, task, state, actions)
         K, H, _ = actions.shape
         E = _num_members(model)
@@ -504,12 +507,12 @@ PLANNER_CLASSES = PLANNERS     # the registry under its former name
 def make_planner(name: str, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,
                  **kwargs) -> Planner:
     """A planner by name, one of PLANNERS ('rs' = random_shooting; kwargs go to its constructor; precision,
-    device, chunk_rows, workers and the iCEM settings default to config/planners.yaml)."""
+    device, chunk_rows, workers, kernel and the iCEM settings default to config/planners.yaml)."""
     classes = dict(PLANNERS, rs=RandomShootingPlanner)
     if name not in classes:
         raise ValueError(f'unknown planner {name!r}; expected one of {list(PLANNERS)}')
     settings = planner_settings()
-    defaults = {k: settings[k] for k in ('precision', 'device', 'chunk_rows', 'refine_fraction', 'workers')
+    defaults = {k: settings[k] for k in ('precision', 'device', 'chunk_rows', 'refine_fraction', 'workers', 'kernel')
                 if k in settings}
     if classes[name] is ICEMPlanner:
         defaults.update(settings.get('icem') or {})

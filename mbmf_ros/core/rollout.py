@@ -14,7 +14,11 @@ as H calls of ``model.predict`` and ``task.reward``, minus what costs time witho
   (``workers``), instead of splitting each matmul over the threads: the Python calls and the small ops of one
   chunk then overlap another chunk's matmuls, where an intra-op split makes both cores wait on each op;
 * the task's reward runs once per chunk over all H steps (``Task.step_rewards``), not once per step;
-* inference mode (no autograd bookkeeping).
+* inference mode (no autograd bookkeeping);
+* on a CPU the layers run as oneDNN inner products with the bias and ReLU fused (``kernel``; PyTorch's own
+  ``mkldnn._linear_pointwise``, the op ``torch.compile`` emits for a Linear + ReLU on CPU): on this AMD CPU
+  (AVX-512) its float32 kernels run at about twice the rate of the BLAS behind ``torch.addmm``, which takes a
+  slower code path there. ``kernel='blas'`` keeps ``addmm`` (and any device other than the CPU uses it).
 
 ``precision='bfloat16'`` keeps the weights and activations in bfloat16 (AVX-512 BF16: about twice the float32
 matmul rate) while states, deltas and reward sums stay float32: the inputs are centred in float32 before the
@@ -37,6 +41,7 @@ from mbmf_ros.core.state import POSE_DIM
 
 PRECISIONS = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
 DEVICES = ('cpu', 'cuda', 'auto')
+KERNELS = ('auto', 'onednn', 'blas')
 # Rows per chunk: a plan of the 2x500 MLP at K=1000 H=10 took the least CPU time with 1024 (tried 128-2048, float32
 # and bfloat16); matmuls of 2048 rows and more fall off the square-matmul rate (cache).
 DEFAULT_CHUNK_ROWS = 1024
@@ -85,6 +90,29 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(name)
 
 
+def _linear(x, w, b, attr, scalars, algorithm):
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, attr, scalars, algorithm)
+
+
+def onednn_available() -> bool:
+    """Whether this torch build has oneDNN's fused inner product on the CPU (``mkldnn._linear_pointwise``)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+
+
+def resolve_kernel(kernel: str, device: torch.device) -> str:
+    """'auto' | 'onednn' | 'blas' -> the kernel a rollout on ``device`` uses: oneDNN on a CPU where torch has it
+    ('auto'), BLAS ``addmm`` elsewhere; 'onednn' asked for where it cannot run is a clear error."""
+    if kernel not in KERNELS:
+        raise ValueError(f'kernel must be one of {list(KERNELS)}, found {kernel!r}')
+    if kernel == 'blas':
+        return 'blas'
+    ok = device.type == 'cpu' and onednn_available()
+    if kernel == 'onednn' and not ok:
+        raise ValueError(f'kernel onednn asked for, but it runs only on a CPU with a oneDNN build of torch '
+                         f'(device {device}, oneDNN available: {onednn_available()}); use kernel auto or blas')
+    return 'onednn' if ok else 'blas'
+
+
 def resolve_precision(precision) -> torch.dtype:
     if isinstance(precision, torch.dtype) and precision in PRECISIONS.values():
         return precision
@@ -109,15 +137,16 @@ class MLPRollout:
     precision: 'float32' | 'bfloat16'; device: torch device of the buffers and folded weights; chunk_rows:
     candidates per chunk (None: 1024); workers: threads rolling chunks concurrently, each with torch
     single-threaded (0: one per torch thread of the caller, torch.get_num_threads()); refine_fraction: see
-    ``_refine``.
+    ``_refine``; kernel: 'auto' | 'onednn' | 'blas' (see the module docstring).
     """
 
     def __init__(self, model, precision='float32', device='cpu', chunk_rows: int | None = None,
-                 refine_fraction: float = 0.0, workers: int = 0):
+                 refine_fraction: float = 0.0, workers: int = 0, kernel: str = 'auto'):
         self.dtype = resolve_precision(precision)
         self.refine_fraction = float(refine_fraction)
         self._refiner: MLPRollout | None = None
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
+        self.kernel = resolve_kernel(kernel, self.device)
         self.chunk_rows = int(chunk_rows or DEFAULT_CHUNK_ROWS)
         if self.chunk_rows < 1:
             raise ValueError(f'MLPRollout: chunk_rows must be >= 1, found {chunk_rows}')
@@ -170,10 +199,21 @@ class MLPRollout:
             # (rows, S) view of it, with nothing copied.
             wl, bl = wl.transpose(1, 2), bl.transpose(1, 2)   # (E, S, hidden), (E, S, 1)
             ws[0], bs[0], ws[-1], bs[-1] = w0, b0, wl, bl
+            # oneDNN's fused ReLU turns a NaN activation into 0 (torch's relu keeps it): a model with a non-finite
+            # weight would give finite nonsense there, so it is caught here and all its candidates rank last.
+            self.finite_weights = bool(all(torch.isfinite(t).all() for t in ws + bs))
             one = E == 1                                        # one member: plain matmuls, no batch dimension
             self.weights = [(w[0] if one else w).to(dt).contiguous() for w in ws]
             self.biases = [(b[0, 0] if one else b).to(dt).contiguous() for b in bs[:-1]] + [
                 (bl[0] if one else bl).to(dt).contiguous()]
+            if self.kernel == 'onednn':
+                # oneDNN's inner product takes nn.Linear's layout: weight (out, in), bias (out,); per member.
+                self.linear = [[(w.transpose(-1, -2).contiguous(), b.reshape(-1).contiguous())
+                                for w, b in zip(ws_e, bs_e)]
+                               for ws_e, bs_e in zip(zip(*[w.to(dt) for w in ws[:-1]]),
+                                                     zip(*[b.to(dt) for b in bs[:-1]]))]
+                for e in range(E):
+                    self.linear[e].append((wl[e].to(dt).contiguous(), bl[e].reshape(-1).to(dt).contiguous()))
         self.members, self.state_dim, self.rest_dim = E, S, R
         self.action_dim = model.action_dim
         self.widths = tuple(w.shape[-1] for w in self.weights[:-1])     # of the hidden layers
@@ -204,7 +244,7 @@ class MLPRollout:
         out = torch.empty(E, S, c, device=dev, dtype=dt)
         return (torch.empty(*lead, self.rest_dim + self.action_dim, device=dev, dtype=dt),
                 [torch.empty(*lead, w, device=dev, dtype=dt) for w in self.widths],
-                out, out if dt == torch.float32 else torch.empty(E, S, c, device=dev))
+                out, out if dt == torch.float32 and self.kernel == 'blas' else torch.empty(E, S, c, device=dev))
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def rollout(self, model, task, state, actions):
@@ -244,6 +284,8 @@ class MLPRollout:
                 f.result()
         # A member's -inf (non-finite prediction) makes the mean -inf: the candidate ranks last.
         returns, out_states = self.returns_buf.mean(0), states.permute(1, 2, 0, 3)
+        if not self.finite_weights:
+            returns.fill_(-math.inf)
         if self.dtype != torch.float32 and self.refine_fraction > 0 and K > 1:
             self._refine(model, task, state, actions, returns, out_states)
         return returns, out_states
@@ -257,6 +299,7 @@ class MLPRollout:
         hs = [h[:c] if E == 1 else h[:, :c] for h in h_bufs]
         out_t, delta_t = out_buf[:, :, :c], delta_buf[:, :, :c]        # (E, S, c)
         delta = delta_t.transpose(1, 2)                                 # (E, c, S)
+        delta_onednn = delta_buf.view(-1)[:E * c * self.state_dim].view(E, c, self.state_dim)
         w_last, b_last = self.weights[-1], self.biases[-1]
         for t in range(H):
             s = states[t, :, k0:k1]                                    # (E, c, S) float32
@@ -268,19 +311,23 @@ class MLPRollout:
             else:
                 torch.sub(rest, self.in_shift, out=x[..., :R])
             x[..., R:].copy_(actions[k0:k1, t])
-            h = x
-            for w, b, out in zip(self.weights[:-1], self.biases[:-1], hs):     # the hidden layers
-                if E == 1:
-                    torch.addmm(b, h, w, out=out)
-                else:
-                    torch.baddbmm(b, h, w, out=out)
-                h = out.relu_()
-            if E == 1:
-                torch.addmm(b_last, w_last, h.t(), out=out_t[0])
+            if self.kernel == 'onednn':
+                self._mlp_onednn(x, delta_onednn)
+                delta = delta_onednn
             else:
-                torch.baddbmm(b_last, w_last, h.transpose(1, 2), out=out_t)
-            if self.out_shift is not None:
-                torch.add(out_t, self.out_shift, out=delta_t)
+                h = x
+                for w, b, out in zip(self.weights[:-1], self.biases[:-1], hs):     # the hidden layers
+                    if E == 1:
+                        torch.addmm(b, h, w, out=out)
+                    else:
+                        torch.baddbmm(b, h, w, out=out)
+                    h = out.relu_()
+                if E == 1:
+                    torch.addmm(b_last, w_last, h.t(), out=out_t[0])
+                else:
+                    torch.baddbmm(b_last, w_last, h.transpose(1, 2), out=out_t)
+                if self.out_shift is not None:
+                    torch.add(out_t, self.out_shift, out=delta_t)
             model.finish_prediction(s, delta, out=states[t + 1, :, k0:k1])
         # All H rewards of the chunk in one call: states (E, c, H+1, S) -> rewards (E, c, H).
         chunk_states = states[:, :, k0:k1].permute(1, 2, 0, 3)
@@ -290,6 +337,20 @@ class MLPRollout:
         finite = torch.isfinite(states[1:, :, k0:k1].sum(0).sum(-1))
         self.returns_buf[:, k0:k1] = score(task, chunk_states, actions[k0:k1], finite)
 
+    def _mlp_onednn(self, x, delta) -> None:
+        """The network on inputs x (c, R + A) or (E, c, R + A) -> the float32 delta (E, c, S), written in place:
+        oneDNN inner products with bias and ReLU fused, member by member."""
+        for e, layers in enumerate(self.linear):
+            h = x if x.dim() == 2 else x[e]
+            for w, b in layers[:-1]:
+                h = _linear(h, w, b, 'relu', [], '')
+            w, b = layers[-1]
+            y = _linear(h, w, b, 'none', [], '')                          # (c, S)
+            if self.out_shift is not None:
+                torch.add(y, self.out_shift[:, 0], out=delta[e])
+            else:
+                delta[e].copy_(y)
+
     def _refine(self, model, task, state, actions, returns, states):
         """Re-roll the best ``refine_fraction`` of the candidates (at least 8) in float32 and put their float32
         returns and states in place: the winner, the elites and the heaviest MPPI weights are then decided in
@@ -297,7 +358,8 @@ class MLPRollout:
         m = min(returns.shape[0], max(8, int(math.ceil(self.refine_fraction * returns.shape[0]))))
         top = torch.topk(returns, m).indices
         if self._refiner is None:
-            self._refiner = MLPRollout(model, 'float32', self.device, self.chunk_rows, workers=self.workers)
+            self._refiner = MLPRollout(model, 'float32', self.device, self.chunk_rows, workers=self.workers,
+                                         kernel=self.kernel)
         r32, s32 = self._refiner.rollout(model, task, state, actions[top])
         returns[top] = r32
         states[:, top] = s32
