@@ -140,11 +140,14 @@ def headline_text(section: str, peers_section: str = '') -> str:
         p = json.loads(m.group(1))
         f32 = [r['float32'] for r in p['ratios']]
         bf16 = [r['bfloat16'] for r in p['ratios']]
+        blas = [r['float32_blas'] for r in p['ratios'] if 'float32_blas' in r]
         commit = re.search(r'^- commit: (.*)$', peers_section, re.M).group(1)
         lines.append(f"Against pytorch-mppi and mbrl-lib on the same model, (K, H), reward and threads (bench_peers, "
                      f"commit {commit}, {p['threads']} thread(s), {p['clock']} clock): mbmf_ros takes "
                      f"{min(f32):.2f}-{max(f32):.2f} of their time per plan in float32, "
-                     f"{min(bf16):.2f}-{max(bf16):.2f} in bfloat16 ({len(f32)} comparisons).")
+                     f"{min(bf16):.2f}-{max(bf16):.2f} in bfloat16 ({len(f32)} comparisons)"
+                     + (f"; on torch.addmm, the peers' kernel, {min(blas):.2f}-{max(blas):.2f} in float32." if blas
+                        else '.'))
     return '\n'.join(lines)
 
 
