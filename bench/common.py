@@ -130,8 +130,11 @@ def model_dims(model) -> tuple:
     return (model.in_dim,) + tuple(model.hidden_sizes) + (model.out_dim,)
 
 
-def interleaved(variants: dict, repeats: int, warmup: int = 1) -> dict:
-    """Time each callable of ``variants`` {name: fn} ``repeats`` times, one call of each in turn.
+def interleaved(variants: dict, repeats: int, warmup: int = 1, settle: int = 1) -> dict:
+    """Time each callable of ``variants`` {name: fn} ``repeats`` times, one call of each in turn, each timed call
+    after ``settle`` untimed calls of the same variant: a planner runs plan after plan, and the call right after
+    another variant pays for that one's leftovers (libgomp's idle threads spin for a few ms after a parallel op
+    and take the core a rollout worker needs: +5 ms on a 15 ms plan here).
 
     Returns {name: {'best': s, 'median': s, 'times': [s...]}}.
     """
@@ -142,6 +145,8 @@ def interleaved(variants: dict, repeats: int, warmup: int = 1) -> dict:
     clock = CLOCK['fn']
     for _ in range(repeats):
         for k, fn in variants.items():
+            for _ in range(settle):
+                fn()
             t0 = clock()
             fn()
             times[k].append(max(clock() - t0, 1e-9))
