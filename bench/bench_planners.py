@@ -32,7 +32,7 @@ from common import (add_clock_argument, header_lines, interleaved, measure_peaks
 from mbmf_ros.core.agents import get_agent  # noqa: E402
 from mbmf_ros.core.dynamics import DynamicsModel  # noqa: E402
 from mbmf_ros.core.planners import PLANNERS, make_planner  # noqa: E402
-from mbmf_ros.core.rollout import DEFAULT_CHUNK_ROWS, chunk_spans, resolve_kernel, worker_pool  # noqa: E402
+from mbmf_ros.core.rollout import chunk_spans, default_chunk_rows, resolve_kernel, worker_pool  # noqa: E402
 from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask  # noqa: E402
 from mbmf_ros.core.waypoints import WaypointPath  # noqa: E402
 from mbmf_ros.graphs import default_model_path, resolve_path  # noqa: E402
@@ -81,7 +81,7 @@ def matmuls_only(model, K: int, H: int, precision: str):
     ws = [layer.weight.detach()[0].to(dt) for layer in model.layers]          # (in, out)
     bs = [layer.bias.detach()[0, 0].to(dt) for layer in model.layers]
     wts = [w.t().contiguous() for w in ws]                                    # (out, in): oneDNN's layout
-    spans = chunk_spans(K, DEFAULT_CHUNK_ROWS, torch.get_num_threads())
+    spans = chunk_spans(K, default_chunk_rows('onednn' if onednn else 'blas', dt), torch.get_num_threads())
     c = max(k1 - k0 for k0, k1 in spans)
     workers = min(torch.get_num_threads(), len(spans))
     scratch = [(torch.randn(c, ws[0].shape[0]).to(dt), [torch.empty(c, w.shape[1], dtype=dt) for w in ws])

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from mbmf_ros.core.state import POSE_DIM, POSE_NAMES, apply_delta, wrap_angle
+from mbmf_ros.core.state import POSE_DIM, POSE_NAMES, apply_delta
 
 ACTIVATIONS = {'relu': nn.ReLU, 'tanh': nn.Tanh, 'silu': nn.SiLU, 'elu': nn.ELU}
 # Elements whose std is ~0 in the data (e.g. a pose that never moves) would divide by zero. The floor is relative
@@ -168,12 +168,15 @@ class DynamicsModel(nn.Module):
         return nxt
 
     def _finish_into(self, states, delta, out):
+        # The formulas of apply_delta with fused multiply-adds and in-place ops: a plan calls this H times per
+        # chunk, and on two rollout workers its small ops' Python calls are what the matmuls wait on.
         yaw = states[..., 2]
         c, s = torch.cos(yaw), torch.sin(yaw)
         dx, dy = delta[..., 0], delta[..., 1]
-        torch.add(states[..., 0], c * dx - s * dy, out=out[..., 0])
-        torch.add(states[..., 1], s * dx + c * dy, out=out[..., 1])
-        out[..., 2] = wrap_angle(yaw + delta[..., 2])
+        ox, oy, oyaw = out[..., 0], out[..., 1], out[..., 2]
+        torch.addcmul(states[..., 0], c, dx, out=ox).addcmul_(s, dy, value=-1.0)
+        torch.addcmul(states[..., 1], s, dx, out=oy).addcmul_(c, dy)
+        torch.add(yaw, delta[..., 2], out=oyaw).add_(math.pi).remainder_(2.0 * math.pi).sub_(math.pi)
         torch.add(states[..., POSE_DIM:], delta[..., POSE_DIM:], out=out[..., POSE_DIM:])
         if self._sin_idx:
             if self._pairs_block is not None:     # interleaved (sin, cos) pairs in one block: a view, no gather

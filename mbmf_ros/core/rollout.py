@@ -43,8 +43,11 @@ PRECISIONS = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
 DEVICES = ('cpu', 'cuda', 'auto')
 KERNELS = ('auto', 'onednn', 'blas')
 # Rows per chunk: a plan of the 2x500 MLP at K=1000 H=10 took the least CPU time with 1024 (tried 128-2048, float32
-# and bfloat16); matmuls of 2048 rows and more fall off the square-matmul rate (cache).
+# and bfloat16, BLAS kernel); matmuls of 2048 rows and more fall off the square-matmul rate (cache). oneDNN's
+# float32 kernel wants fewer: on one thread a 1000-row chunk planned the hexapod's K=1000 H=10 in 37 ms against 25
+# with 768 or 512 (the swimmer's 5000 x 5: 89 against 58); bfloat16 (half the bytes) keeps 1024.
 DEFAULT_CHUNK_ROWS = 1024
+DEFAULT_CHUNK_ROWS_ONEDNN_FLOAT32 = 768
 # Concurrent chunks are never split below this many rows: below it a chunk's Python calls cost about what its
 # matmuls do, and one worker rolls the whole batch faster.
 MIN_WORKER_ROWS = 64
@@ -88,6 +91,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f'device {device!r} asked for, but torch {torch.__version__} sees no CUDA device '
                          f'(cuda available: False); use device cpu or auto')
     return torch.device(name)
+
+
+def default_chunk_rows(kernel: str, dtype: torch.dtype) -> int:
+    """Rows per chunk when the setting is 0 (see DEFAULT_CHUNK_ROWS)."""
+    return DEFAULT_CHUNK_ROWS_ONEDNN_FLOAT32 if kernel == 'onednn' and dtype == torch.float32 else DEFAULT_CHUNK_ROWS
 
 
 def _linear(x, w, b, attr, scalars, algorithm):
@@ -147,7 +155,7 @@ class MLPRollout:
         self._refiner: MLPRollout | None = None
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
         self.kernel = resolve_kernel(kernel, self.device)
-        self.chunk_rows = int(chunk_rows or DEFAULT_CHUNK_ROWS)
+        self.chunk_rows = int(chunk_rows or default_chunk_rows(self.kernel, self.dtype))
         if self.chunk_rows < 1:
             raise ValueError(f'MLPRollout: chunk_rows must be >= 1, found {chunk_rows}')
         self.workers = int(workers or 0)
@@ -231,18 +239,18 @@ class MLPRollout:
             lead = (c,) if E == 1 else (E, c)
             self.states_buf = torch.empty(H + 1, E, K, S, device=dev)
             self.returns_buf = torch.empty(E, K, device=dev)
-            self.scratch = [self._chunk_buffers(c) for _ in range(min(workers, len(self.spans)))]
+            self.scratch = [self._chunk_buffers(c, H) for _ in range(min(workers, len(self.spans)))]
             self._buffers_key = key
         return self.states_buf
 
-    def _chunk_buffers(self, c: int) -> tuple:
-        """One worker's buffers for chunks of up to c rows: the network's input (c, R + A), the hidden layers'
-        activations (c, width), the last layer's output (E, S, c) (transposed) and, in bfloat16, the float32
-        delta (E, S, c) (in float32 the output is the delta)."""
+    def _chunk_buffers(self, c: int, H: int) -> tuple:
+        """One worker's buffers for chunks of up to c rows: the network's inputs of all H steps (H, c, R + A) (the
+        actions are written in once per chunk), the hidden layers' activations (c, width), the last layer's output
+        (E, S, c) (transposed) and the float32 delta (E, S, c) (with the BLAS kernel in float32: the output)."""
         E, S, dev, dt = self.members, self.state_dim, self.device, self.dtype
         lead = (c,) if E == 1 else (E, c)
         out = torch.empty(E, S, c, device=dev, dtype=dt)
-        return (torch.empty(*lead, self.rest_dim + self.action_dim, device=dev, dtype=dt),
+        return (torch.empty(H, *lead, self.rest_dim + self.action_dim, device=dev, dtype=dt),
                 [torch.empty(*lead, w, device=dev, dtype=dt) for w in self.widths],
                 out, out if dt == torch.float32 and self.kernel == 'blas' else torch.empty(E, S, c, device=dev))
 
@@ -295,7 +303,9 @@ class MLPRollout:
         x_buf, h_bufs, out_buf, delta_buf = scratch
         E, R, H, c = self.members, self.rest_dim, actions.shape[1], k1 - k0
         states = self.states_buf
-        x = x_buf[:c] if E == 1 else x_buf[:, :c]
+        xs = x_buf[:, :c] if E == 1 else x_buf[:, :, :c]                # (H, c, R + A) or (H, E, c, R + A)
+        acts = actions[k0:k1].transpose(0, 1)                           # (H, c, A)
+        xs[..., R:].copy_(acts if E == 1 else acts.unsqueeze(1))
         hs = [h[:c] if E == 1 else h[:, :c] for h in h_bufs]
         out_t, delta_t = out_buf[:, :, :c], delta_buf[:, :, :c]        # (E, S, c)
         delta = delta_t.transpose(1, 2)                                 # (E, c, S)
@@ -306,11 +316,11 @@ class MLPRollout:
             # Inputs [s[3:], a]: the normaliser is in the first layer's weights (float32) or centred here in
             # float32 before the cast (bfloat16).
             rest = s[0, :, POSE_DIM:] if E == 1 else s[..., POSE_DIM:]
+            x = xs[t]
             if self.in_shift is None:
                 x[..., :R].copy_(rest)
             else:
                 torch.sub(rest, self.in_shift, out=x[..., :R])
-            x[..., R:].copy_(actions[k0:k1, t])
             if self.kernel == 'onednn':
                 self._mlp_onednn(x, delta_onednn)
                 delta = delta_onednn
