@@ -89,19 +89,21 @@ def test_forward_env_reward_is_the_task_reward_and_counts_steps():
 
 def test_aggregation_retrains_the_model_on_its_mpc_rollouts_before_the_expert(tmp_path):
     out = tmp_path / 'agg'
-    args = [a if a != '0' else '1' for a in TINY[:-1]] + ['64', '--aggregation-rollouts', '1', '--out', str(out)]
+    args = [a if a != '0' else '2' for a in TINY[:-1]] + ['64', '--aggregation-rollouts', '1', '--out', str(out)]
     p = _mbmf(*args)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     counts = json.loads((out / 'env_steps.json').read_text())
-    # one aggregation iteration of one 20-step MPC rollout, counted among Mb-Mf's steps before fine-tuning
-    assert counts['aggregation'] == 20
+    # two aggregation iterations of one 20-step MPC rollout each, counted among Mb-Mf's steps before fine-tuning
+    assert counts['aggregation'] == 40
     rows = [json.loads(x) for x in (out / 'aggregation' / 'stages.jsonl').read_text().splitlines()]
-    assert [r['iteration'] for r in rows] == [1] and rows[0]['env_steps'] == 20 and rows[0]['model'] == 'dynamics.pt'
+    assert [r['iteration'] for r in rows] == [1, 2] and all(r['env_steps'] == 20 for r in rows)
+    # Algorithm 1: each round's MPC runs on the model the round before it made
+    assert [r['model'] for r in rows] == ['dynamics.pt', 'model_1.pt']
     saved = np.load(out / 'aggregation' / 'rollouts_1.npz')
     assert saved['states_0'].shape == (21, 10) and saved['actions_0'].shape == (20, 2)   # swimmer: S = 10, A = 2
     assert (out / 'aggregation' / 'model_1.pt').stat().st_size > 0 and (out / 'random.npz').exists()
     mbmf = list(csv.DictReader((out / 'curve_mbmf.csv').open()))
-    assert int(mbmf[0]['env_steps']) == 100 + 20 + 20 + 20 + 120 + 64
+    assert int(mbmf[0]['env_steps']) == 100 + 40 + 20 + 20 + 120 + 64
 
 
 def test_forward_episode_returns_the_executed_trajectory_for_the_model():

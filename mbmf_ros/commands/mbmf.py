@@ -136,18 +136,22 @@ def _random_data(spec, settings, rng_seed):
 
 def _forward_episode(spec, model, planner, task, policy, noise_std, seed, episode_steps):
     """One moving-forward episode: the MPC acts (policy None, with N(0, noise_std) on its action) or the policy
-    acts; the MPC labels every visited state either way (DAgger). Returns a core.policy.Episode whose info holds
+    acts; the MPC labels every visited state either way (DAgger). ``task`` scores what happened (the paper's
+    reward); the MPC plans with the agent's planning task (tighter termination bounds, fall penalty and height band
+    where the agent has them, as ``mbrl`` and the planner node do). Returns a core.policy.Episode whose info holds
     the trajectory for the dynamics model: 'states' (T+1, S) and 'actions' (T, A) as executed."""
     from mbmf_ros.core.policy import Episode
+    from mbmf_ros.core.tasks import MovingForwardTask
     from mbmf_ros.sim.gym_env import step_reward
     from mbmf_ros.sim.simulation import Simulation
     sim = Simulation(spec, max_episode_steps=episode_steps, seed=seed, heading_noise=False)
     rng = np.random.default_rng(seed + 17)
     state = np.asarray(sim.reset().estimate.values, dtype=np.float64)
     planner.reset()
+    plan_task = MovingForwardTask.for_agent(spec, planning=True)
     obs, labels, rewards, states, actions = [], [], [], [state], []
     while True:
-        expert = np.asarray(planner.plan(model, task, state).action, dtype=np.float64)
+        expert = np.asarray(planner.plan(model, plan_task, state).action, dtype=np.float64)
         o = state[3:].astype(np.float32)
         action = expert + rng.normal(0.0, noise_std, expert.shape) if policy is None else policy.act(o)
         action = np.clip(action, -1.0, 1.0)
@@ -320,7 +324,9 @@ def run_chain(args) -> int:
         if trajs is None and len(done) < n_agg:
             trajs = _load_trajectories(rand_path, spec)
         for i in range(len(done) + 1, n_agg + 1):
-            model, _ = load_checkpoint(expert_model, agent=spec.name, state_names=spec.state_names)
+            # Each round's MPC runs on the model the round before it made (the first on the random-data model).
+            before = adir / f'model_{i - 1}.pt' if i > 1 else dyn_path
+            model, _ = load_checkpoint(before, agent=spec.name, state_names=spec.state_names)
             model.eval()
             rollouts = adir / f'rollouts_{i}.npz'
             if not rollouts.exists():
@@ -341,7 +347,7 @@ def run_chain(args) -> int:
                 epochs=settings['dynamics_epochs'], seed=args.seed + i), rl=rl, warm_start=model, agent=spec.name,
                 progress=True)
             save_checkpoint(adir / f'model_{i}.pt', model, {'command': 'mbmf-ros mbmf', 'aggregation': i})
-            row = {'iteration': i, 'model': f'model_{i - 1}' if i > 1 else 'dynamics.pt',
+            row = {'iteration': i, 'model': before.name,
                    'env_steps': sum(len(t.actions) for t in _load_trajectories(rollouts, spec)),
                    'mean_return': float(np.mean(returns)), 'returns': returns}
             with (adir / 'stages.jsonl').open('a') as f:
