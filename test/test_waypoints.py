@@ -149,6 +149,17 @@ def test_simplify_keeps_corners_and_every_waypoint_within_the_tolerance():
         assert keep[0] == 0 and keep[-1] == len(arc) - 1 and np.all(np.diff(keep) > 0)
         assert _distance_to_polyline(arc, arc[keep]).max() <= tol + 1e-12
         assert len(keep) < len(arc) / 5                           # a chord every ~28 mm (0.1 mm), ~280 mm (1 cm)
+
+
+def test_simplify_keeps_a_reversal_on_a_line():
+    """Forward, back, forward again along one line: every waypoint lies on the chord of the whole path, but the
+    reversals must stay (the reward would otherwise say 'drive straight on' where the path turns back)."""
+    path = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    np.testing.assert_array_equal(simplify(path), [0, 1, 2, 3])
+    dense = np.concatenate([np.linspace([0.0, 0.0], [2.0, 0.0], 200, endpoint=False),
+                            np.linspace([2.0, 0.0], [1.0, 0.0], 100, endpoint=False),
+                            np.linspace([1.0, 0.0], [3.0, 0.0], 200)])
+    np.testing.assert_array_equal(dense[simplify(dense)], path)
     # A point off the line by more than the tolerance stays; a U-turn keeps its two legs apart.
     assert list(simplify([[0, 0], [0.5, 2e-4], [1, 0]])) == [0, 1, 2]
     assert list(simplify([[0, 0], [0.5, 5e-5], [1, 0]])) == [0, 2]

@@ -83,11 +83,14 @@ def simplify(points, tolerance_m: float = SIMPLIFY_TOLERANCE_M) -> np.ndarray:
     """Indices (sorted, first and last included) of the waypoints (N, 2) that a polyline through them needs to
     pass within ``tolerance_m`` (m) of every waypoint (Douglas-Peucker): the waypoints a global planner puts
     every few cm along a straight stretch reduce to its two ends, those along a curve of radius r to one every
-    sqrt(8 r tolerance_m) or so (28 mm at r = 1 m, 0.1 mm)."""
+    sqrt(8 r tolerance_m) or so (28 mm at r = 1 m, 0.1 mm). A waypoint where the path turns back (by more than
+    90 degrees) is always kept: one where it reverses along its own line lies on the chord, and would be lost."""
     pts = np.asarray(points, dtype=np.float64)[:, :2]
     n = len(pts)
     keep = np.zeros(n, dtype=bool)
     keep[[0, -1]] = True
+    d = np.diff(pts, axis=0)
+    keep[1:-1] |= (d[:-1] * d[1:]).sum(1) < 0
     # Every span between kept waypoints is split at once, at its waypoint farthest from its chord: the
     # recursion's result, in as many vectorised passes as the recursion is deep (5000 waypoints: a few ms).
     while True:
