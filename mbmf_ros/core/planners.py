@@ -23,7 +23,7 @@ task and states give the same actions.
 With a ``DynamicsModel`` the rollout runs through ``core.rollout.MLPRollout`` (normaliser folded into the
 weights, chunked, preallocated; ``precision`` float32 or bfloat16 with float32 states and reward sums) on
 ``device`` (cpu | cuda | auto); any other model is called through ``predict`` step by step. The defaults of
-precision, device, chunk_rows, workers and the iCEM settings are in config/planners.yaml.
+precision, device, kernel, chunk_rows, workers, refine_fraction and the iCEM settings are in config/planners.yaml.
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ from mbmf_ros.core.rollout import MLPRollout, resolve_device, resolve_kernel, re
 
 @lru_cache(maxsize=1)
 def planner_settings() -> dict:
-    """config/planners.yaml: precision, device, chunk_rows, workers and the iCEM settings (make_planner's
-    defaults)."""
+    """config/planners.yaml: precision, device, kernel, chunk_rows, workers, refine_fraction and the iCEM settings
+    (make_planner's defaults)."""
     import yaml
 
     from mbmf_ros.settings import config_dir      # the source tree's, an installed package's or $MBMF_ROS_CONFIG

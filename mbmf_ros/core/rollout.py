@@ -1,15 +1,16 @@
 """The planners' hot loop: K action sequences of H steps through a DynamicsModel, at the machine's matmul ceiling.
 
-``MLPRollout(model, precision, device, chunk_rows, refine_fraction, workers).rollout(model, task, state,
+``MLPRollout(model, precision, device, chunk_rows, refine_fraction, workers, kernel).rollout(model, task, state,
 actions)`` returns what ``Planner.rollout`` returns (returns (K,), states (E, K, H+1, S)) with the same arithmetic
 as H calls of ``model.predict`` and ``task.reward``, minus what costs time without being the work itself:
 
 * the normaliser is folded into the first and last layers once per set of weights (float32: exactly the
   ``(x - mean) / std`` and ``y * std + mean`` of ``DynamicsModel`` up to rounding);
-* every buffer is allocated once per (E, K, H) and reused: states (H+1, E, K, S), the inputs and the
-  activations of one chunk;
+* every buffer is allocated once per (K, H, workers) and reused: states (H+1, E, K, S), the inputs and (BLAS
+  kernel) the activations of one chunk; oneDNN's inner products return their own outputs;
 * candidates go through in chunks of ``chunk_rows`` rows, all H steps of one chunk before the next, so the
-  activations of a chunk stay in the CPU's cache between layers and steps; bias and ReLU run in place;
+  activations of a chunk stay in the CPU's cache between layers and steps; bias and ReLU fused (oneDNN) or in
+  place (BLAS);
 * with several CPU threads the chunks run concurrently, one per worker thread whose torch runs single-threaded
   (``workers``), instead of splitting each matmul over the threads: the Python calls and the small ops of one
   chunk then overlap another chunk's matmuls, where an intra-op split makes both cores wait on each op;
@@ -33,7 +34,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
 
@@ -71,8 +72,11 @@ os.register_at_fork(after_in_child=_POOLS.clear)
 
 def worker_pool(workers: int) -> ThreadPoolExecutor:
     """The process's pool of ``workers`` threads for concurrent chunks, each running torch single-threaded (a
-    worker's matmul releases the GIL, so the chunks run on separate cores; torch's thread count is per thread,
-    the caller's is unchanged)."""
+    worker's matmul releases the GIL, so the chunks run on separate cores). The threads that existed before keep
+    their count; but ATen takes the last torch.set_num_threads as the count of every thread started afterwards,
+    so a thread started after the first plan begins with 1 and must set its own (none of the package's does heavy
+    work: the planner node's loader reads a checkpoint; the trainer node never plans). Setting it back from here
+    would also reset the workers (tried)."""
     if workers not in _POOLS:
         _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix='mlp-rollout',
                                              initializer=torch.set_num_threads, initargs=(1,))
@@ -143,7 +147,7 @@ class MLPRollout:
     """Fast rollouts of one DynamicsModel (see the module docstring).
 
     precision: 'float32' | 'bfloat16'; device: torch device of the buffers and folded weights; chunk_rows:
-    candidates per chunk (None: 1024); workers: threads rolling chunks concurrently, each with torch
+    candidates per chunk (None: default_chunk_rows); workers: threads rolling chunks concurrently, each with torch
     single-threaded (0: one per torch thread of the caller, torch.get_num_threads()); refine_fraction: see
     ``_refine``; kernel: 'auto' | 'onednn' | 'blas' (see the module docstring).
     """
@@ -249,10 +253,12 @@ class MLPRollout:
         (E, S, c) (transposed) and the float32 delta (E, S, c) (with the BLAS kernel in float32: the output)."""
         E, S, dev, dt = self.members, self.state_dim, self.device, self.dtype
         lead = (c,) if E == 1 else (E, c)
-        out = torch.empty(E, S, c, device=dev, dtype=dt)
-        return (torch.empty(H, *lead, self.rest_dim + self.action_dim, device=dev, dtype=dt),
-                [torch.empty(*lead, w, device=dev, dtype=dt) for w in self.widths],
-                out, out if dt == torch.float32 and self.kernel == 'blas' else torch.empty(E, S, c, device=dev))
+        x = torch.empty(H, *lead, self.rest_dim + self.action_dim, device=dev, dtype=dt)
+        delta = torch.empty(E, S, c, device=dev)
+        if self.kernel == 'onednn':                 # its inner products allocate their outputs
+            return x, [], delta, delta
+        out = delta if dt == torch.float32 else torch.empty(E, S, c, device=dev, dtype=dt)
+        return x, [torch.empty(*lead, w, device=dev, dtype=dt) for w in self.widths], out, delta
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def rollout(self, model, task, state, actions):
@@ -288,7 +294,9 @@ class MLPRollout:
             # Even a single chunk (a small K) goes to a worker: on the caller's threads torch would split its
             # small ops over them, and the threads would spin on each other more than they compute.
             pool = worker_pool(workers)
-            for f in [pool.submit(work, scratch) for scratch in self.scratch]:
+            futures = [pool.submit(work, scratch) for scratch in self.scratch]
+            wait(futures)           # all of them, before an error is raised: none may still write the buffers
+            for f in futures:
                 f.result()
         # A member's -inf (non-finite prediction) makes the mean -inf: the candidate ranks last.
         returns, out_states = self.returns_buf.mean(0), states.permute(1, 2, 0, 3)
