@@ -105,7 +105,8 @@ def main() -> int:
     body = '\n\n'.join(f'{MARK}{name} -->\n{sections[name]}' for name in order if name in sections)
     out.write_text('\n'.join(head) + '\n' + body + '\n')
     print(f'wrote {out}')
-    if out.resolve() == RESULTS and 'bench_planners.py' in sections:
+    if out.resolve() == RESULTS and 'bench_planners.py' in sections \
+            and 'exited with status' not in sections['bench_planners.py']:
         update_readme(sections['bench_planners.py'], sections.get('bench_peers.py', ''))
     return 0 if all('exited with status' not in v for v in sections.values()) else 1
 
