@@ -181,10 +181,10 @@ def _save_trajectories(path: Path, trajs) -> None:
 
 def _load_trajectories(path: Path, spec):
     from types import SimpleNamespace
-    arrays = np.load(path)
-    n = sum(1 for k in arrays.files if k.startswith('states_'))
-    return [SimpleNamespace(states=arrays[f'states_{i}'], actions=arrays[f'actions_{i}'].astype(np.float32),
-                            state_names=spec.state_names, action_names=spec.action_names) for i in range(n)]
+    with np.load(path) as arrays:            # an NpzFile holds its file open until closed
+        n = sum(1 for k in arrays.files if k.startswith('states_'))
+        return [SimpleNamespace(states=arrays[f'states_{i}'], actions=arrays[f'actions_{i}'].astype(np.float32),
+                                state_names=spec.state_names, action_names=spec.action_names) for i in range(n)]
 
 
 class _CurveLog:
