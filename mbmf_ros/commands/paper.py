@@ -6,8 +6,9 @@
 Each experiment is one unit, run in order (most of the table first) and kept in <work>/<unit>/; a unit whose
 outputs exist is skipped, so re-running continues where it stopped (kill it any time). Units:
 forward_<agent> (Algorithm 1 with the moving-forward reward, then MPC beside zero and random actions over
-eval_seeds start states), follow_<agent> (trajectory following from random data alone: swimmer and hexapod use
-the shipped models made with the paper's data, half_cheetah its line paths), terrain_<surface> and
+eval_seeds start states), follow_<agent> (trajectory following from random data: swimmer and hexapod use the
+shipped models made with the paper's data; half_cheetah, on its line paths, adds the aggregation iterations of
+its profile), terrain_<surface> and
 terrain_both (the hexapod trained on carpet, styrofoam or both, each evaluated on each); forward_<agent> and
 follow_<agent> share their random data where it is the same collection (``share_random_data``), minutes_<m> (the
 hexapod trained on m minutes of random data on carpet). Then results/ gets README.md (the tables), results.json
@@ -290,6 +291,11 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
            'fraction of the path length covered within the step budget (3x the time at the agent\'s pace + 2 s). '
            'half_cheetah moves in the x-z plane: its paths lie on its line (forward, backward, forward then back).',
            '']
+    agg = [f"{a} ({ev['settings']['iterations']} iterations x {ev['settings'].get('rollouts_per_iteration', 0)} "
+           f"MPC rollouts)" for a, ev in fol.items() if ev['settings'].get('iterations')]
+    if agg:
+        md += ['Data: random data alone (the appendix) except for ' + ', '.join(agg) + ', whose data adds '
+               "Algorithm 1's aggregation rollouts on its paths (config/mbrl.yaml says why).", '']
     everything['follow'] = fol
 
     # millirobot Table 1
