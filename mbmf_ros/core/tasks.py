@@ -320,6 +320,7 @@ class MovingForwardTask(Task):
         task = cls(names.index(element), spec.ctrl_cost, spec.alive_bonus, getattr(spec, 'ctrl_scale', 1.0),
                    bounds, dt, getattr(spec, 'termination_penalty', 0.0) if planning else 0.0)
         task.height_band = height_band_for(spec) if planning else None
+        task.pitch_band = pitch_band_for(spec) if planning else None
         return task
 
     def velocity(self, states, next_states):
