@@ -268,7 +268,7 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
         _plot_curves(curves, results / 'reward_vs_data.png')
 
     # trajectory following
-    md += ['## Trajectory following from random data (paper Fig. 3)', '', stamp, '',
+    md += ['## Trajectory following (paper Fig. 3)', '', stamp, '',
            '| agent | path | data (steps); seeds | MPC cross-track (BL) | MPC completion | zero completion | '
            'random completion (cross-track BL) |', '|---|---|---|---|---|---|---|']
     fol = {}
@@ -289,7 +289,8 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
     md += ['', 'MPC figures: mean ± std over the seeds (start states), each path followed once per seed. '
            'BL = body length (hexapod 0.1 m, swimmer 0.3 m, half_cheetah 1 m, ant 0.5 m); completion = '
            'fraction of the path length covered within the step budget (3x the time at the agent\'s pace + 2 s). '
-           'half_cheetah moves in the x-z plane: its paths lie on its line (forward, backward, forward then back).',
+           'half_cheetah moves in the x-z plane: its paths lie on its line (forward, backward, forward then back), '
+           'so its cross-track error is only how far it overshoots a path\'s end.',
            '']
     agg = [f"{a} ({ev['settings']['iterations']} iterations x {ev['settings'].get('rollouts_per_iteration', 0)} "
            f"MPC rollouts)" for a, ev in fol.items() if ev['settings'].get('iterations')]
