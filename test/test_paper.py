@@ -174,7 +174,8 @@ def test_tables_are_remade_from_the_previous_results_json_without_the_run_folder
     before = (results / 'README.md').read_text()
     assert set(json.loads((results / 'results.json').read_text())['forward']['swimmer']['reevaluations']) == {'h20'}
 
-    rows = lambda text: [line for line in text.splitlines() if line.startswith('| ') and 'agent |' not in line]  # noqa: E731
+    def rows(text):
+        return [line for line in text.splitlines() if line.startswith('| ') and 'agent |' not in line]
     new = tmp_path / 'new'             # the run folder is gone
     assert main(args + ['--work', str(new)]) == 0
     after = (results / 'README.md').read_text()
