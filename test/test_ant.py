@@ -74,10 +74,10 @@ def test_the_band_and_the_fall_penalty_stay_out_of_the_return():
     assert float(task.planning_penalty(nxt)) == pytest.approx(ANT.plan_height_penalty * (0.9 + 4 / 19.62 - high))
     follow = make_task('trajectory_following', ANT, None)
     assert follow.height_band == task.height_band                 # both tasks plan with the ant's band
-    # agents without a band: the swimmer has no height, the cheetah's band is off
+    # agents without a band: the swimmer has no height, the hopper's bands are off
     assert MovingForwardTask.for_agent(get_agent('swimmer'), planning=True).height_band is None
-    cheetah = MovingForwardTask.for_agent(get_agent('half_cheetah'), planning=True)
-    assert cheetah.planning_penalty(torch.zeros(1, 18)) is None
+    hopper = MovingForwardTask.for_agent(get_agent('hopper'), planning=True)
+    assert hopper.planning_penalty(torch.zeros(1, get_agent('hopper').state_dim)) is None
 
 
 def test_a_predicted_fall_costs_the_fall_penalty_once():

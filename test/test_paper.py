@@ -131,3 +131,63 @@ def test_hexapod_terrains_change_the_dynamics():
     assert abs(turned['styrofoam'] - turned['carpet']) > 0.15 * max(turned.values()), turned
     with pytest.raises(ValueError, match="unknown terrain 'ice'.*carpet"):
         Simulation('hexapod', terrain='ice')
+
+
+def _fake_evaluation(task, commit, value, paths=('straight',)):
+    """An evaluation.json as `mbmf-ros evaluate` writes it (the fields the tables read), with made-up figures."""
+    from mbmf_ros.sim.experiments import summarise
+    results = {}
+    for k, c in enumerate(('mpc', 'zero', 'random')):
+        v = value - 2 * k
+        r = {'return': summarise([v, v + 1, v + 2])}
+        if task == 'follow':
+            fig = {'mean_cross_track_body_lengths': summarise([0.01 * (k + 1)] * 3),
+                   'completion': summarise([0.9 / (k + 1)] * 3)}
+            r.update(fig, paths={p: fig for p in paths})
+        results[c] = r
+    return {'agent': 'x', 'task': task, 'model': 'runs/gone/model.pt', 'terrain': None, 'seeds': 3,
+            'settings': {'num_samples': 500, 'horizon': 10, 'epochs': 30, 'iterations': 2,
+                         'rollouts_per_iteration': 2, 'eval_steps': 333, 'random_rollouts': 2, 'random_steps': 9},
+            'results': results, 'commit': commit}
+
+
+def test_tables_are_remade_from_the_previous_results_json_without_the_run_folders(tmp_path):
+    """A lost work folder: `paper --tables-only` restores the finished units' outputs from results/results.json
+    (same profile), re-evaluations included, so the tables come back the same, each row keeping the commit it
+    was run at; units about to be run, and another profile's results, are not restored."""
+    from mbmf_ros.commands.paper import restore_units
+    old, results = tmp_path / 'old', tmp_path / 'results'
+    files = {'forward_swimmer/evaluation.json': _fake_evaluation('forward', 'c0ffee000001', 2.4),
+             'forward_swimmer/summary.json': {'total_steps': 9657, 'commit': 'c0ffee000001',
+                                              'curve': [{'data_steps': 8325, 'mean_return': 10.2, 'std_return': 1.0}]},
+             'forward_swimmer/evaluation_h20.json': _fake_evaluation('forward', 'c0ffee000002', 14.1),
+             'follow_hexapod/evaluation.json': _fake_evaluation('follow', 'c0ffee000003', 1.0),
+             'follow_hexapod/summary.json': {'total_steps': 10800},
+             'terrain_carpet/evaluation_on_carpet.json': _fake_evaluation('follow', 'c0ffee000004', 1.0),
+             'terrain_carpet/evaluation_on_styrofoam.json': _fake_evaluation('follow', 'c0ffee000004', 1.0),
+             'minutes_2/evaluation.json': _fake_evaluation('follow', 'c0ffee000005', 1.0)}
+    for name, data in files.items():
+        (old / name).parent.mkdir(parents=True, exist_ok=True)
+        (old / name).write_text(json.dumps(data))
+    args = ['paper', '--tables-only', '--results', str(results)]
+    assert main(args + ['--work', str(old)]) == 0
+    before = (results / 'README.md').read_text()
+    assert set(json.loads((results / 'results.json').read_text())['forward']['swimmer']['reevaluations']) == {'h20'}
+
+    def rows(text):
+        return [line for line in text.splitlines() if line.startswith('| ') and 'agent |' not in line]
+    new = tmp_path / 'new'             # the run folder is gone
+    assert main(args + ['--work', str(new)]) == 0
+    after = (results / 'README.md').read_text()
+    assert rows(after) == rows(before)
+    assert '| swimmer (same model, h20) | 9657 | 15.10 ± 0.82 |' in after and 'run at `c0ffee000002`' in after
+    assert '| hexapod | straight | 10800; 3 |' in after and '| 2 min | 2400 | 0.010 ± 0.000 |' in after
+    assert 'restored from the previous results.json' in after and 'forward_swimmer' in after
+    ev = json.loads((new / 'forward_swimmer' / 'evaluation_h20.json').read_text())
+    assert ev['commit'] == 'c0ffee000002' and 'restored_from' in ev
+    # A unit about to be run is not restored; another profile's results are not either; nothing is overwritten.
+    other = tmp_path / 'other'
+    assert 'forward_swimmer' not in restore_units(other, results / 'results.json', 'here', skip=['forward_swimmer'])
+    assert not (other / 'forward_swimmer').exists() and (other / 'follow_hexapod' / 'evaluation.json').is_file()
+    assert restore_units(tmp_path / 'paper', results / 'results.json', 'paper') == []
+    assert restore_units(new, results / 'results.json', 'here') == []

@@ -266,3 +266,22 @@ def test_a_planning_bound_on_an_element_without_termination_is_refused():
     shared = {**settings.shared(), 'planning_termination.vx': [0.0, 1.0]}
     with pytest.raises(ValueError, match=r'config/hopper.yaml.*planning_termination.vx'):
         make_agent('hopper', shared=shared, planner=settings.node('mpc_planner'))
+
+
+def test_the_half_cheetahs_pitch_band_costs_a_somersault_in_planning_only():
+    """Predicted states pitched past plan_pitch_max cost plan_pitch_penalty per rad in the planner's objective
+    (both tasks), nose-down or nose-up alike; the paper's reward and return never include it."""
+    from mbmf_ros.core.agents import get_agent
+    spec = get_agent('half_cheetah')
+    assert spec.plan_pitch_max > 0 and spec.plan_pitch_penalty > 0
+    i_sin, i_cos = spec.index('sin_pitch'), spec.index('cos_pitch')
+    nxt = torch.zeros(3, spec.state_dim)
+    for k, pitch in enumerate((0.3, spec.plan_pitch_max + 0.4, -math.pi + 0.1)):
+        nxt[k, i_sin], nxt[k, i_cos] = math.sin(pitch), math.cos(pitch)
+    want = [0.0, 0.4 * spec.plan_pitch_penalty, (math.pi - 0.1 - spec.plan_pitch_max) * spec.plan_pitch_penalty]
+    follow = make_task('trajectory_following', spec, WaypointPath([[0.0, 0.0], [3.0, 0.0]]))
+    forward = MovingForwardTask.for_agent(spec, planning=True)
+    for task in (follow, forward):
+        assert task.planning_penalty(nxt).tolist() == pytest.approx(want, abs=1e-5)
+    assert MovingForwardTask.for_agent(spec).pitch_band is None            # the scorer of an episode's return
+    assert TrajectoryFollowingTask(WaypointPath([[0.0, 0.0], [3.0, 0.0]])).planning_penalty(nxt) is None

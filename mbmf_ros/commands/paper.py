@@ -6,8 +6,9 @@
 Each experiment is one unit, run in order (most of the table first) and kept in <work>/<unit>/; a unit whose
 outputs exist is skipped, so re-running continues where it stopped (kill it any time). Units:
 forward_<agent> (Algorithm 1 with the moving-forward reward, then MPC beside zero and random actions over
-eval_seeds start states), follow_<agent> (trajectory following from random data alone: swimmer and hexapod use
-the shipped models made with the paper's data, half_cheetah its line paths), terrain_<surface> and
+eval_seeds start states), follow_<agent> (trajectory following from random data: swimmer and hexapod use the
+shipped models made with the paper's data; half_cheetah, on its line paths, adds the aggregation iterations of
+its profile), terrain_<surface> and
 terrain_both (the hexapod trained on carpet, styrofoam or both, each evaluated on each); forward_<agent> and
 follow_<agent> share their random data where it is the same collection (``share_random_data``), minutes_<m> (the
 hexapod trained on m minutes of random data on carpet). Then results/ gets README.md (the tables), results.json
@@ -75,6 +76,8 @@ def run_unit(unit: str, work: Path, profile: str) -> None:
         result = evaluate(name, model, 'follow', settings, paths=paths, log=_log)
         write_report(result, out / 'evaluation')
     elif kind == 'terrain':
+        if all((out / f'evaluation_on_{t}.json').is_file() for t in TERRAINS):
+            return
         settings = _hexapod_settings(profile, ['random_rollouts=60'])     # 10 minutes of random data
         if name in TERRAINS:
             summary = run_mbrl('hexapod', 'follow', out, settings, terrain=name, log=_log)
@@ -83,8 +86,8 @@ def run_unit(unit: str, work: Path, profile: str) -> None:
             model = out / 'model.pt'
             if not model.is_file():
                 from mbmf_ros.commands.train import load_train_config, train_from_bags
-                for t in TERRAINS:
-                    run_unit(f'terrain_{t}', work, profile)
+                for t in TERRAINS:        # their random data (resumable; their evaluations may be restored)
+                    run_mbrl('hexapod', 'follow', work / f'terrain_{t}', settings, terrain=t, log=_log)
                 cfg = load_train_config(None, epochs=settings['epochs'], seed=0, threads=1)
                 _log('terrain_both: training on the carpet and styrofoam random data')
                 out.mkdir(parents=True, exist_ok=True)
@@ -157,6 +160,39 @@ def share_random_data(other: Path, out: Path, agent: str, settings: dict, log=pr
     return linked
 
 
+def restore_units(work: Path, previous: Path, profile: str, skip=()) -> list:
+    """Put back into ``work`` the outputs of the finished units that ``previous`` (an earlier results.json of
+    the same profile) holds and ``work`` lacks, so the tables can be remade without re-running them: each unit's
+    evaluation.json (and the summary.json, re-evaluations evaluation_<name>.json and terrain evaluations) as they
+    were written, their commit stamps included, each marked with ``restored_from``. Nothing is restored into a
+    unit named in ``skip`` (the units about to be run), nor anything the work folder already has for a unit, nor
+    from a results.json of another profile. Returns the units restored."""
+    old = _load(previous)
+    if old is None or old.get('profile') != profile:
+        return []
+    mark = {'restored_from': f"{previous} (tables written at commit {old.get('commit', '?')})"}
+    files = {}                                    # unit -> {file name: dict}
+    for agent, v in (old.get('forward') or {}).items():
+        files[f'forward_{agent}'] = {'evaluation.json': v['evaluation'], 'summary.json': v['summary'],
+                                     **{f'evaluation_{n}.json': e for n, e in (v.get('reevaluations') or {}).items()}}
+    for agent, ev in (old.get('follow') or {}).items():
+        files[f'follow_{agent}'] = {'evaluation.json': ev}       # with its data_steps (its summary is not kept)
+    for t, evs in (old.get('terrain') or {}).items():
+        files[f'terrain_{t}'] = {f'evaluation_on_{on}.json': ev for on, ev in evs.items()}
+    for m, ev in (old.get('minutes') or {}).items():
+        files[f'minutes_{m}'] = {'evaluation.json': ev}
+    done = []
+    for unit, contents in files.items():
+        out = work / unit
+        if unit in skip or any((out / name).exists() for name in contents):
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in contents.items():
+            (out / name).write_text(json.dumps({**data, **mark}, indent=2, default=str))
+        done.append(unit)
+    return done
+
+
 # --- tables -------------------------------------------------------------------------------------------------------
 def _load(p: Path):
     return json.loads(p.read_text()) if p.is_file() else None
@@ -175,6 +211,10 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
     commits = sorted({json.loads(p.read_text()).get('commit', '?') for p in work.glob('*/evaluation*.json')})
     if commits:
         stamp += f"; the runs were made at commit(s) {', '.join(f'`{c}`' for c in commits)}"
+    restored = sorted({p.parent.name for p in work.glob('*/evaluation*.json') if 'restored_from' in _load(p)})
+    if restored:
+        stamp += (f"; restored from the previous results.json (their run folders are gone, not re-run): "
+                  f"{', '.join(restored)}")
     md = ['# Results: the paper\'s experiments in this package', '',
           'Generated by `mbmf-ros paper` (never edited by hand). Gymnasium\'s MuJoCo agents are not rllab\'s '
           '(other model files, masses and contact settings), so the paper\'s figures are a reference, not a '
@@ -202,6 +242,7 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
         # --out <unit>/evaluation_<name>`), e.g. the paper's horizon where the profile cut it.
         for extra in sorted((work / f'forward_{agent}').glob('evaluation_*.json')):
             ev2 = _load(extra)
+            fwd[agent].setdefault('reevaluations', {})[extra.stem[len('evaluation_'):]] = ev2
             r2, s2 = ev2['results'], ev2['settings']
             md.append(f"| {agent} (same model, {extra.stem[len('evaluation_'):]}) | {sm['total_steps']} | "
                       f"{_ms(r2['mpc']['return'])} | {_ms(r2['zero']['return'])} | {_ms(r2['random']['return'])} | "
@@ -227,7 +268,7 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
         _plot_curves(curves, results / 'reward_vs_data.png')
 
     # trajectory following
-    md += ['## Trajectory following from random data (paper Fig. 3)', '', stamp, '',
+    md += ['## Trajectory following (paper Fig. 3)', '', stamp, '',
            '| agent | path | data (steps); seeds | MPC cross-track (BL) | MPC completion | zero completion | '
            'random completion (cross-track BL) |', '|---|---|---|---|---|---|---|']
     fol = {}
@@ -237,7 +278,7 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
             md.append(f'| {agent} | not run this session (unit follow_{agent}) | | | | | |')
             continue
         sm = _load(work / f'follow_{agent}' / 'summary.json')     # steps collected (training + validation)
-        data = sm['total_steps'] if sm else _data_steps(ev['model'], ev['settings'])
+        data = sm['total_steps'] if sm else ev.get('data_steps') or _data_steps(ev['model'], ev['settings'])
         fol[agent] = {**ev, 'data_steps': data}
         r = ev['results']
         for name in r['mpc']['paths']:
@@ -248,8 +289,14 @@ def write_results(work: Path, results: Path, profile: str, command: str) -> Path
     md += ['', 'MPC figures: mean ± std over the seeds (start states), each path followed once per seed. '
            'BL = body length (hexapod 0.1 m, swimmer 0.3 m, half_cheetah 1 m, ant 0.5 m); completion = '
            'fraction of the path length covered within the step budget (3x the time at the agent\'s pace + 2 s). '
-           'half_cheetah moves in the x-z plane: its paths lie on its line (forward, backward, forward then back).',
+           'half_cheetah moves in the x-z plane: its paths lie on its line (forward, backward, forward then back), '
+           'so its cross-track error is only how far it overshoots a path\'s end.',
            '']
+    agg = [f"{a} ({ev['settings']['iterations']} iterations x {ev['settings'].get('rollouts_per_iteration', 0)} "
+           f"MPC rollouts)" for a, ev in fol.items() if ev['settings'].get('iterations')]
+    if agg:
+        md += ['Data: random data alone (the appendix) except for ' + ', '.join(agg) + ', whose data adds '
+               "Algorithm 1's aggregation rollouts on its paths (config/mbrl.yaml says why).", '']
     everything['follow'] = fol
 
     # millirobot Table 1
@@ -367,6 +414,9 @@ def add_arguments(parser):
     parser.add_argument('--only', nargs='+', help=f'units to run (default all: {" ".join(DEFAULT_UNITS)})')
     parser.add_argument('--tables-only', action='store_true', help='only (re)write results/ from what exists')
     parser.add_argument('--readme', default='', help='also rewrite the headline block of this README.md')
+    parser.add_argument('--no-restore', action='store_true',
+                        help='do not restore the finished units of <results>/results.json (same profile) that '
+                             '<work> lacks; they are then run (or listed as not run)')
 
 
 def run(args) -> int:
@@ -377,6 +427,11 @@ def run(args) -> int:
     if args.only:
         command += ' --only ' + ' '.join(args.only)
     units = args.only or list(DEFAULT_UNITS)
+    if not args.no_restore:
+        restored = restore_units(work, results / 'results.json', args.profile,
+                                 skip=() if args.tables_only else units if args.only else ())
+        if restored:
+            _log(f'restored from {results / "results.json"} (not re-run): {", ".join(restored)}')
     if not args.tables_only:
         for unit in units:
             _log(f'== {unit}')

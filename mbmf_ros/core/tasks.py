@@ -45,10 +45,12 @@ class Task:
 
     height_band: None, or (z index, vz index or None, low m, high m, penalty per m) set from the agent
     (``height_band_for``): a planner subtracts ``penalty`` times how far each predicted step's height leaves
-    [low, high] (``planning_penalty``).
+    [low, high] (``planning_penalty``). pitch_band: None, or (sin_pitch index, cos_pitch index, max rad, penalty
+    per rad) (``pitch_band_for``): the same for each predicted step's |pitch| above max.
     """
     name = 'task'
     height_band = None
+    pitch_band = None
 
     def planning_penalty(self, next_states):
         """Planning-only cost (...) of predicted states (..., S), or None without a ``height_band``.
@@ -62,13 +64,21 @@ class Task:
         that all start above the band, as the ant does when it is dropped at its start).
         Never part of ``reward``: an episode's return stays the paper's.
         """
-        if self.height_band is None:
-            return None
-        iz, ivz, low, high, penalty = self.height_band
-        z = next_states[..., iz]
-        if ivz is not None:
-            z = z + next_states[..., ivz].clamp_min(0.0) ** 2 / (2.0 * GRAVITY)
-        return penalty * ((low - z).clamp_min(0.0) + (z - high).clamp_min(0.0))
+        out = None
+        if self.height_band is not None:
+            iz, ivz, low, high, penalty = self.height_band
+            z = next_states[..., iz]
+            if ivz is not None:
+                z = z + next_states[..., ivz].clamp_min(0.0) ** 2 / (2.0 * GRAVITY)
+            out = penalty * ((low - z).clamp_min(0.0) + (z - high).clamp_min(0.0))
+        if self.pitch_band is not None:
+            # The half_cheetah: Alg. 2 pays progress and nothing for staying upright, and a 0.1 s horizon does
+            # not see that a forward somersault (which moves the centre of mass forward) ends on its back.
+            i_sin, i_cos, high, penalty = self.pitch_band
+            pitch = torch.atan2(next_states[..., i_sin], next_states[..., i_cos]).abs()
+            extra = penalty * (pitch - high).clamp_min(0.0)
+            out = extra if out is None else out + extra
+        return out
 
     def update(self, state) -> None:  # noqa: B027 - optional hook
         """Called once per control step with the true state (S,) before planning."""
@@ -310,6 +320,7 @@ class MovingForwardTask(Task):
         task = cls(names.index(element), spec.ctrl_cost, spec.alive_bonus, getattr(spec, 'ctrl_scale', 1.0),
                    bounds, dt, getattr(spec, 'termination_penalty', 0.0) if planning else 0.0)
         task.height_band = height_band_for(spec) if planning else None
+        task.pitch_band = pitch_band_for(spec) if planning else None
         return task
 
     def velocity(self, states, next_states):
@@ -350,10 +361,23 @@ def height_band_for(spec):
     return (spec.state_names.index('z'), vz, low, high, penalty)
 
 
+def pitch_band_for(spec):
+    """The planning pitch band of an agent (``Task.pitch_band``): (index of 'sin_pitch', index of 'cos_pitch',
+    plan_pitch_max rad, plan_pitch_penalty per rad), or None when its penalty is 0 or it has no pitch."""
+    penalty = float(getattr(spec, 'plan_pitch_penalty', 0.0) or 0.0)
+    if penalty <= 0 or 'sin_pitch' not in spec.state_names:
+        return None
+    high = float(spec.plan_pitch_max)
+    if not (0.0 < high < math.pi and math.isfinite(penalty)):
+        raise ValueError(f'agent {spec.name}: expected 0 < plan_pitch_max < pi and a finite plan_pitch_penalty, '
+                         f'found {high}, {penalty}')
+    return (spec.state_names.index('sin_pitch'), spec.state_names.index('cos_pitch'), high, penalty)
+
+
 def make_task(name: str, spec=None, path: WaypointPath | None = None, **kwargs) -> Task:
     """A task for a planner by name (TASKS): 'trajectory_following' (kwargs: alpha, beta, heading_weight,
     lookahead_m, ...) or 'moving_forward' (from the agent spec ``spec``, with its planning termination bounds).
-    With ``spec``, the task plans with the agent's height band."""
+    With ``spec``, the task plans with the agent's height and pitch bands."""
     if name in ('trajectory_following', 'follow', 'tf'):
         task = TrajectoryFollowingTask(path, **kwargs)
     elif name in ('moving_forward', 'forward', 'f'):
@@ -364,4 +388,5 @@ def make_task(name: str, spec=None, path: WaypointPath | None = None, **kwargs) 
         raise ValueError(f'unknown task {name!r}; expected one of trajectory_following, moving_forward')
     if spec is not None:
         task.height_band = height_band_for(spec)
+        task.pitch_band = pitch_band_for(spec)
     return task
