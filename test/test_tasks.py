@@ -173,11 +173,37 @@ def test_heading_to_a_point_ahead_points_down_the_next_leg_at_a_sharp_corner():
                                    atol=1e-5)
     np.testing.assert_allclose(rewards[0.0], [0.0, -deg(10), -deg(10)], atol=1e-5)   # left and right alike
     bearing = math.atan2(0.075 * c[1], 0.025 + 0.075 * c[0])                          # ~137 degrees left
-    excess = [abs(math.remainder(y - bearing, 2 * math.pi)) - math.pi / 2 for y in yaws]
+    # the true state's error (137 degrees) exceeds the free zone: errors are unwrapped from it, so turning right
+    # by 100 degrees is 237 degrees off, not 123
+    excess = [abs(y - bearing) - math.pi / 2 for y in yaws]
     np.testing.assert_allclose(rewards[0.1], [-max(e, 0.0) for e in excess], atol=1e-4)
-    assert rewards[0.1][1] == 0.0 and rewards[0.1][2] < -0.5                         # only the left turn pays
+    assert rewards[0.1][1] == 0.0 and rewards[0.1][2] < rewards[0.1][0] < -0.5      # only the left turn pays
     with pytest.raises(ValueError, match='heading_lookahead_m'):
         TrajectoryFollowingTask(heading_lookahead_m=-0.1)
+
+
+def test_near_a_reversal_the_way_round_is_the_one_the_true_state_points_to():
+    # The path leaves 175 degrees to the left (a hairpin): the short way is left by 5 degrees. Wrapped, a turn of
+    # 20 degrees to the right would look 165 degrees off, better than standing (175): the MPC took either way.
+    # Unwrapped from the true state's error, it is 195 degrees off; 20 degrees left is 155.
+    a = math.radians(175.0)
+    for side in (1.0, -1.0):
+        path = WaypointPath([[0.0, 0.0], [0.4 * math.cos(a), side * 0.4 * math.sin(a)]])
+        task = TrajectoryFollowingTask(path, alpha=0.0, beta=0.0, heading_weight=1.0, heading_free_rad=math.pi / 2,
+                                       heading_lookahead_m=0.2)
+        task.update(np.zeros(5))
+        yaws = [side * math.radians(d) for d in (20.0, 0.0, -20.0)]            # toward the path's side, still, away
+        s = torch.stack([_states([0.0, 0.0])] * 3)
+        nxt = torch.stack([_states([0.0, 0.0], y) for y in yaws]).unsqueeze(0)
+        r = task.reward(s, torch.zeros(3, 2), nxt)[0].numpy()
+        np.testing.assert_allclose(r, [-math.radians(d - 90.0) for d in (155.0, 175.0, 195.0)], atol=1e-4)
+        seq = torch.stack([s, nxt[0]], 1).unsqueeze(0)
+        np.testing.assert_allclose(task.step_rewards(seq, torch.zeros(3, 1, 2))[0, :, 0].numpy(), r, atol=1e-5)
+    # within the free zone at the true state nothing is unwrapped (an ordinary wrapped error)
+    task = TrajectoryFollowingTask(WaypointPath([[0.0, 0.0], [1.0, 0.0]]), alpha=0.0, beta=0.0, heading_weight=1.0,
+                                   heading_free_rad=math.pi / 2, heading_lookahead_m=0.2)
+    task.update(np.zeros(5))
+    assert task._turn_from is None
 
 
 def test_reverse_term_penalises_moving_backwards_only_and_the_batched_sum_agrees():

@@ -123,7 +123,10 @@ class TrajectoryFollowingTask(Task):
     beyond its closest point. With a free zone, the closest segment is the wrong reference at a sharp corner:
     a robot standing just before it is still closest to the leg it came along, so turning toward the next leg
     is charged there and turning either way scored alike again; the bearing to a point 10 cm on points down the
-    next leg. reverse_weight: per metre moved
+    next leg. With a free zone, the way round is decided at the robot's true state (``update``): when its error
+    there exceeds the free zone, predicted errors are unwrapped from it, so turning the long way is charged
+    past 180 degrees instead of wrapping to the other side (near a reversal, a 175-degree hairpin, the two ways
+    differ by a few degrees and the MPC took either, from one seed to the next). reverse_weight: per metre moved
     backwards along the body's heading (yaw of the step's start) per step (0 = the paper's reward).
     lookahead_m: segments considered
     for "closest" are those from the robot's active segment to ``lookahead_m`` of path ahead (None = all
@@ -163,6 +166,7 @@ class TrajectoryFollowingTask(Task):
         self.path: WaypointPath | None = None
         self.tracker: ProgressTracker | None = None
         self.tracking: TrackingState | None = None
+        self._turn_from = None
         if path is not None:
             self.set_path(path)
 
@@ -174,6 +178,7 @@ class TrajectoryFollowingTask(Task):
             self.tracker = None
             return
         self.tracker = ProgressTracker(path, self.lookahead_m, self.goal_tolerance_m)
+        self._turn_from = None
         # The reward measures against the path through fewer waypoints (every given one within 0.1 mm of it,
         # waypoints.simplify): a global planner's pose every few cm along a straight stretch costs what one
         # segment does. The tracker keeps the path as given: its segment, progress and done are unchanged.
@@ -200,6 +205,7 @@ class TrajectoryFollowingTask(Task):
         if self.tracker is not None:
             self.tracker.reset()
             self.tracking = None
+            self._turn_from = None
             self._update_mask()
 
     def update(self, state) -> TrackingState | None:
@@ -208,6 +214,13 @@ class TrajectoryFollowingTask(Task):
             return None
         self.tracking = self.tracker.update((float(state[0]), float(state[1])))
         self._update_mask()
+        self._turn_from = None
+        if self.heading_weight and self.heading_free_rad:
+            # the signed heading error at the true state: beyond the free zone, the way round to take
+            pose = torch.as_tensor(np.asarray(state[:3], dtype=np.float64), dtype=self._window[0].dtype)
+            _, prog, seg = self._measure(pose[None, :2])
+            err = float(self._signed_heading_error(pose[None], prog, seg)[0])
+            self._turn_from = err if abs(err) > self.heading_free_rad else None
         return self.tracking
 
     def measure(self, xy):
@@ -263,18 +276,25 @@ class TrajectoryFollowingTask(Task):
 
     def _heading_error(self, states, prog, seg):
         """|heading error| (...,) rad of states (..., S) whose progress (...,) and window segment (...,) are
-        given: against the closest segment's direction, or the bearing to the path point heading_lookahead_m
-        further on (clamped to the window's last segment; no error within 1 cm of that point: at the path's
-        end it has no direction)."""
+        given (``_signed_heading_error``), unwrapped from the true state's when that exceeds the free zone."""
+        err = self._signed_heading_error(states, prog, seg)
+        if self._turn_from is not None:
+            err = self._turn_from + wrap_angle(err - self._turn_from)
+        return err.abs()
+
+    def _signed_heading_error(self, states, prog, seg):
+        """Heading error (...,) rad in [-pi, pi): against the closest segment's direction, or the bearing to the
+        path point heading_lookahead_m further on (clamped to the window's last segment; no error within 1 cm of
+        that point: at the path's end it has no direction)."""
         if not self.heading_lookahead_m:
-            return wrap_angle(states[..., 2] - self._window[4][seg]).abs()
+            return wrap_angle(states[..., 2] - self._window[4][seg])
         starts, vectors, lengths, cum = self._window[:4]
         s = prog + self.heading_lookahead_m
         i = (torch.searchsorted(cum.contiguous(), s.contiguous(), right=True) - 1).clamp(0, len(cum) - 1)
         t = ((s - cum[i]) / lengths[i]).clamp(0.0, 1.0)
         dx = starts[i, 0] + t * vectors[i, 0] - states[..., 0]
         dy = starts[i, 1] + t * vectors[i, 1] - states[..., 1]
-        err = wrap_angle(states[..., 2] - torch.atan2(dy, dx)).abs()
+        err = wrap_angle(states[..., 2] - torch.atan2(dy, dx))
         return torch.where(dx * dx + dy * dy > 1e-4, err, torch.zeros_like(err))
 
 
