@@ -209,7 +209,8 @@ def test_the_distillation_expert_turns_the_short_way_when_the_path_lies_behind()
                                   reverse_weight=cfg['expert_reverse_weight'],
                                   heading_weight=cfg['expert_heading_weight'],
                                   heading_free_rad=math.radians(cfg['expert_heading_free_deg']),
-                                  heading_lookahead_m=cfg['expert_heading_lookahead_m'], seed=1,
+                                  heading_lookahead_m=cfg['expert_heading_lookahead_m'],
+                                  alpha=cfg['expert_alpha'], seed=1,
                                   policy=Still(), record=True, max_steps=10)
             turn = side * (r.labels[:, 1] - r.labels[:, 0])      # right motor faster than left: a left turn
             assert (turn > 0.3).mean() >= 0.8, (path, r.labels)

@@ -78,7 +78,8 @@ def run(args) -> int:
               'horizon': int(cfg['expert_horizon']), 'reverse_weight': float(cfg['expert_reverse_weight']),
               'heading_weight': float(cfg.get('expert_heading_weight', 0.0)),
               'heading_free_rad': math.radians(float(cfg.get('expert_heading_free_deg', 0.0))),
-              'heading_lookahead_m': float(cfg.get('expert_heading_lookahead_m', 0.0))}
+              'heading_lookahead_m': float(cfg.get('expert_heading_lookahead_m', 0.0)),
+              'alpha': float(cfg['expert_alpha']) if 'expert_alpha' in cfg else None}
     paths = dict(cfg['paths'])
     torch.manual_seed(seed)          # the initial weights
     obs_layout = Observation('path', spec.state_names, tuple(float(d) for d in cfg['lookahead_m']))
@@ -107,7 +108,8 @@ def run(args) -> int:
                                    num_samples=expert['num_samples'], horizon=expert['horizon'],
                                    reverse_weight=expert['reverse_weight'], heading_weight=expert['heading_weight'],
                                    heading_free_rad=expert['heading_free_rad'],
-                                   heading_lookahead_m=expert['heading_lookahead_m'], policy=actor,
+                                   heading_lookahead_m=expert['heading_lookahead_m'], alpha=expert['alpha'],
+                                   policy=actor,
                                    record=obs_layout if actor is None else True,
                                    noise_std=noise if actor is None else 0.0, give_up_m=float(cfg['give_up_m']),
                                    stall_steps=int(cfg['stall_steps']) if actor is not None else 0)

@@ -37,8 +37,8 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
                       goal_tolerance_m: float | None = None, lookahead_m: float | None = None, policy=None,
                       record: bool = False, noise_std: float = 0.0, give_up_m: float = 0.0, stall_steps: int = 0,
                       reverse_weight: float | None = None, heading_weight: float | None = None,
-                      heading_free_rad: float = 0.0, heading_lookahead_m: float = 0.0, params_files=(),
-                      **planner_kwargs) -> LoopResult:
+                      heading_free_rad: float = 0.0, heading_lookahead_m: float = 0.0, alpha: float | None = None,
+                      params_files=(), **planner_kwargs) -> LoopResult:
     """Follow ``path_xy`` (N, 2), given relative to the start pose, on the simulated ``agent``.
 
     model: the dynamics model of the MPC. planner: a planner name (made with num_samples, horizon, seed and
@@ -57,6 +57,7 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
     heading_weight: the task's penalty per radian between the heading and the closest segment's (None: the
     setting); heading_free_rad: the error it does not charge; heading_lookahead_m: 0 = the error to the closest
     segment's direction, > 0 = to the bearing of the path point that far ahead (core.tasks.TrajectoryFollowingTask).
+    alpha: the task's weight of the cross-track error (None: the setting).
     """
     from mbmf_ros.core.agents import get_agent
     from mbmf_ros.core.planners import make_planner
@@ -77,7 +78,7 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
     state = np.asarray(sim.reset().estimate.values, dtype=np.float64)
     start_pose = state[:3].copy()
     path = WaypointPath(transform_points(np.asarray(path_xy, dtype=np.float64), state[:3]))
-    task = make_task('trajectory_following', spec, alpha=v['alpha'], beta=v['beta'],
+    task = make_task('trajectory_following', spec, alpha=v['alpha'] if alpha is None else alpha, beta=v['beta'],
                      heading_weight=v['heading_weight'] if heading_weight is None else heading_weight,
                      heading_free_rad=heading_free_rad, heading_lookahead_m=heading_lookahead_m,
                      lookahead_m=lookahead_m,
