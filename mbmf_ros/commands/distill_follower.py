@@ -4,12 +4,13 @@
 
 The policy (2 x 64 tanh, core/policy.py) sees the body-frame state and points of the path ahead relative to the
 robot; the expert is an MPC on the shipped dynamics model (iCEM, K=100, H=10: random shooting's first actions
-are uniform draws, whose mean a regression shrinks toward zero, and the policy stalled at corners) with two
-terms added to the follow reward: a penalty on walking backwards, and a heading penalty on the bearing of the
-path point 20 cm ahead beyond 90 degrees, which makes it turn the short way round where the path lies behind
-it (without it, at a hairpin no H-step sequence gains progress, left and right score alike, its labels flip
-between them and the policy learnt to stand still there); run in process (sim/closed_loop.py). Expert rollouts on random paths (N(0, 0.005) on the MPC's
-actions), then DAgger iterations: the policy drives, the MPC labels every visited state, refit on all data.
+are uniform draws, whose mean a regression shrinks toward zero, and the policy stalled at corners) with terms
+changed for it in the follow reward: a penalty on walking backwards, a larger cross-track weight, and a heading
+penalty beyond 90 degrees on the bearing of the path point 20 cm ahead, which makes it turn the short way
+round where the path lies behind it (without it, at a hairpin no H-step sequence gains progress, left and right
+score alike, its labels flip between them and the policy learnt to stand still there; config/mbmf.yaml has
+the measurements); run in process (sim/closed_loop.py). Expert rollouts on random paths (N(0, 0.005) on the
+MPC's actions), then DAgger iterations: the policy drives, the MPC labels every visited state, refit on all data.
 Settings: config/mbmf.yaml, section hexapod_follow. Resumable: each stage's data and policy are kept in
 --work; a second run continues after the last finished stage. Seeded: the same command gives the same policy.
 """

@@ -154,7 +154,8 @@ class TrajectoryFollowingTask(Task):
         self.alpha, self.beta, self.heading_weight = float(alpha), float(beta), float(heading_weight)
         self.reverse_weight = float(reverse_weight)
         if not 0.0 <= float(heading_free_rad) <= math.pi:
-            raise ValueError(f'TrajectoryFollowingTask: heading_free_rad must be in [0, pi], found {heading_free_rad!r}')
+            raise ValueError(f'TrajectoryFollowingTask: heading_free_rad must be in [0, pi], found '
+                             f'{heading_free_rad!r}')
         self.heading_free_rad = float(heading_free_rad)
         if not (math.isfinite(float(heading_lookahead_m)) and float(heading_lookahead_m) >= 0):
             raise ValueError(f'TrajectoryFollowingTask: heading_lookahead_m must be finite and >= 0, found '
