@@ -65,6 +65,10 @@ HAND_DRAWN = {
     'start_beside': [[0.0, 0.1], [1.0, 0.1]],
     'start_crossing': [[0.1, -0.2], [0.1, 0.4]],
     'long_straight': [[0.0, 0.0], [1.5, 0.0]],
+    # added with the remade policy (recipe of config/mbmf.yaml hexapod_follow), drawn after it was trained
+    'corner_150_left': [[0.0, 0.0], [0.35, 0.0], [0.05, 0.17]],
+    'hairpin_180_right': [[0.0, 0.0], [0.4, 0.0], [0.4, -0.06], [0.0, -0.06]],
+    'square_right': [[0.0, 0.0], [0.3, 0.0], [0.3, -0.3], [0.0, -0.3], [0.0, -0.05]],
 }
 HELD_OUT_SEED = 1_000_000
 HELD_OUT_COUNT = 12

@@ -179,3 +179,38 @@ def test_closed_loop_ends_a_stalled_run():
     assert follow_in_process('hexapod', None, path, policy=Still(), max_steps=12).steps == 12
     # the start pose is the frame the path was given in
     assert stalled.start_pose.shape == (3,) and np.allclose(stalled.trajectory_xy[0], stalled.start_pose[:2])
+
+
+def test_the_distillation_expert_turns_the_short_way_when_the_path_lies_behind():
+    # Why the expert has a heading term to a point ahead beyond 90 degrees (config/mbmf.yaml hexapod_follow): a
+    # turn of 150 degrees takes longer than its horizon, so without it turning left and right scored alike and
+    # its labels, given while the policy stood still, went either way (the policy learnt to stand still at
+    # hairpins and corners). Cases: the path 150 degrees off behind the robot; 2.5 cm before a 150-degree corner.
+    import yaml
+
+    from mbmf_ros.graphs import config_dir
+    from mbmf_ros.sim.closed_loop import follow_in_process
+    cfg = yaml.safe_load((config_dir() / 'mbmf.yaml').read_text())['hexapod_follow']
+    spec = get_agent('hexapod')
+    model, _ = load_checkpoint(config_dir() / 'models' / 'hexapod.pt', agent='hexapod')
+    ob = Observation('path', spec.state_names, (0.0, 0.1))
+
+    class Still:
+        observation = ob
+
+        def act(self, obs):
+            return np.zeros(2)
+    c, s = math.cos(math.radians(150.0)), math.sin(math.radians(150.0))
+    for side in (1.0, -1.0):
+        for path in ([[0.0, 0.0], [0.3 * c, side * 0.3 * s]],
+                     [[-0.325, 0.0], [0.025, 0.0], [0.025 + 0.3 * c, side * 0.3 * s]]):
+            r = follow_in_process('hexapod', model, np.array(path), planner=cfg['expert_planner'],
+                                  num_samples=cfg['expert_num_samples'], horizon=cfg['expert_horizon'],
+                                  reverse_weight=cfg['expert_reverse_weight'],
+                                  heading_weight=cfg['expert_heading_weight'],
+                                  heading_free_rad=math.radians(cfg['expert_heading_free_deg']),
+                                  heading_lookahead_m=cfg['expert_heading_lookahead_m'],
+                                  alpha=cfg['expert_alpha'], seed=1,
+                                  policy=Still(), record=True, max_steps=10)
+            turn = side * (r.labels[:, 1] - r.labels[:, 0])      # right motor faster than left: a left turn
+            assert (turn > 0.3).mean() >= 0.8, (path, r.labels)

@@ -132,6 +132,80 @@ def test_heading_term_penalises_facing_away():
     assert float(r[0]) == pytest.approx(0.0, abs=1e-6) and float(r[1]) == pytest.approx(-math.pi, abs=1e-5)
 
 
+def test_heading_free_zone_charges_only_the_excess_and_breaks_the_tie_toward_the_short_turn():
+    # A path straight ahead along +x; the robot faces 60 degrees off it (free), 150 degrees to its left, or 150
+    # to its right. Beyond the free 90 degrees only the excess is charged, so from 150 degrees turning back the
+    # short way (toward 120) gains and turning the long way (toward 180) loses, on either side.
+    task = TrajectoryFollowingTask(WaypointPath([[0.0, 0.0], [1.0, 0.0]]), alpha=0.0, beta=0.0, heading_weight=1.0,
+                                   heading_free_rad=math.pi / 2)
+    task.update(np.zeros(5))
+    deg = math.radians
+    s = torch.stack([_states([0.2, 0.0])] * 7)
+    yaws = [deg(60), deg(150), deg(120), deg(180), deg(-150), deg(-120), deg(-179)]
+    nxt = torch.stack([_states([0.2, 0.0], y) for y in yaws]).unsqueeze(0)
+    r = task.reward(s, torch.zeros(7, 2), nxt)[0].numpy()
+    np.testing.assert_allclose(r[:2], [0.0, -deg(60)], atol=1e-5)
+    assert r[2] > r[1] > r[3] and r[5] > r[4] > r[6]
+    seq = torch.stack([s, nxt[0]], 1).unsqueeze(0)          # the planners' batched path agrees
+    np.testing.assert_allclose(task.step_rewards(seq, torch.zeros(7, 1, 2))[0, :, 0].numpy(), r, atol=1e-5)
+    with pytest.raises(ValueError, match='heading_free_rad'):
+        TrajectoryFollowingTask(heading_free_rad=4.0)
+
+
+def test_heading_to_a_point_ahead_points_down_the_next_leg_at_a_sharp_corner():
+    # 2.5 cm before a 150-degree left corner, facing along the first leg: against the closest segment (the first
+    # leg) turning left toward the next leg is charged as much as turning right; against the bearing of the point
+    # 10 cm on (7.5 cm down the next leg, ~137 degrees to the left) only turning left pays.
+    c = math.cos(math.radians(150.0)), math.sin(math.radians(150.0))
+    path = WaypointPath([[0.0, 0.0], [0.35, 0.0], [0.35 + 0.3 * c[0], 0.3 * c[1]]])
+    deg = math.radians
+    s = torch.stack([_states([0.325, 0.0])] * 3)
+    yaws = (0.0, deg(100), deg(-100))                  # straight on, turned 100 degrees left, 100 right
+    nxt = torch.stack([_states([0.325, 0.0], y) for y in yaws]).unsqueeze(0)
+    rewards = {}
+    for ahead in (0.0, 0.1):
+        task = TrajectoryFollowingTask(path, alpha=0.0, beta=0.0, heading_weight=1.0, heading_free_rad=math.pi / 2,
+                                       heading_lookahead_m=ahead)
+        task.update(np.array([0.325, 0.0, 0.0, 0.0, 0.0]))
+        rewards[ahead] = task.reward(s, torch.zeros(3, 2), nxt)[0].numpy()
+        seq = torch.stack([s, nxt[0]], 1).unsqueeze(0)
+        np.testing.assert_allclose(task.step_rewards(seq, torch.zeros(3, 1, 2))[0, :, 0].numpy(), rewards[ahead],
+                                   atol=1e-5)
+    np.testing.assert_allclose(rewards[0.0], [0.0, -deg(10), -deg(10)], atol=1e-5)   # left and right alike
+    bearing = math.atan2(0.075 * c[1], 0.025 + 0.075 * c[0])                          # ~137 degrees left
+    # the true state's error (137 degrees) exceeds the free zone: errors are unwrapped from it, so turning right
+    # by 100 degrees is 237 degrees off, not 123
+    excess = [abs(y - bearing) - math.pi / 2 for y in yaws]
+    np.testing.assert_allclose(rewards[0.1], [-max(e, 0.0) for e in excess], atol=1e-4)
+    assert rewards[0.1][1] == 0.0 and rewards[0.1][2] < rewards[0.1][0] < -0.5      # only the left turn pays
+    with pytest.raises(ValueError, match='heading_lookahead_m'):
+        TrajectoryFollowingTask(heading_lookahead_m=-0.1)
+
+
+def test_near_a_reversal_the_way_round_is_the_one_the_true_state_points_to():
+    # The path leaves 175 degrees to the left (a hairpin): the short way is left by 5 degrees. Wrapped, a turn of
+    # 20 degrees to the right would look 165 degrees off, better than standing (175): the MPC took either way.
+    # Unwrapped from the true state's error, it is 195 degrees off; 20 degrees left is 155.
+    a = math.radians(175.0)
+    for side in (1.0, -1.0):
+        path = WaypointPath([[0.0, 0.0], [0.4 * math.cos(a), side * 0.4 * math.sin(a)]])
+        task = TrajectoryFollowingTask(path, alpha=0.0, beta=0.0, heading_weight=1.0, heading_free_rad=math.pi / 2,
+                                       heading_lookahead_m=0.2)
+        task.update(np.zeros(5))
+        yaws = [side * math.radians(d) for d in (20.0, 0.0, -20.0)]            # toward the path's side, still, away
+        s = torch.stack([_states([0.0, 0.0])] * 3)
+        nxt = torch.stack([_states([0.0, 0.0], y) for y in yaws]).unsqueeze(0)
+        r = task.reward(s, torch.zeros(3, 2), nxt)[0].numpy()
+        np.testing.assert_allclose(r, [-math.radians(d - 90.0) for d in (155.0, 175.0, 195.0)], atol=1e-4)
+        seq = torch.stack([s, nxt[0]], 1).unsqueeze(0)
+        np.testing.assert_allclose(task.step_rewards(seq, torch.zeros(3, 1, 2))[0, :, 0].numpy(), r, atol=1e-5)
+    # within the free zone at the true state nothing is unwrapped (an ordinary wrapped error)
+    task = TrajectoryFollowingTask(WaypointPath([[0.0, 0.0], [1.0, 0.0]]), alpha=0.0, beta=0.0, heading_weight=1.0,
+                                   heading_free_rad=math.pi / 2, heading_lookahead_m=0.2)
+    task.update(np.zeros(5))
+    assert task._turn_from is None
+
+
 def test_reverse_term_penalises_moving_backwards_only_and_the_batched_sum_agrees():
     task = TrajectoryFollowingTask(WaypointPath(L_PATH), alpha=0.0, beta=0.0, reverse_weight=10.0)
     task.update(np.zeros(5))

@@ -3,16 +3,21 @@
     mbmf-ros distill-follower [--out config/models/hexapod_follow_policy.pt] [--work runs/distill_follower]
 
 The policy (2 x 64 tanh, core/policy.py) sees the body-frame state and points of the path ahead relative to the
-robot; the expert is the MPC of `mbmf-ros follow` (the agent's K and H, the shipped dynamics model; MPPI by
-default: random shooting's first actions are uniform draws, whose mean a regression shrinks toward zero, and
-the policy stalled at corners) run in process (sim/closed_loop.py). Expert rollouts on random paths (N(0, 0.005) on the MPC's
-actions), then DAgger iterations: the policy drives, the MPC labels every visited state, refit on all data.
+robot; the expert is an MPC on the shipped dynamics model (iCEM, K=100, H=10: random shooting's first actions
+are uniform draws, whose mean a regression shrinks toward zero, and the policy stalled at corners) with terms
+changed for it in the follow reward: a penalty on walking backwards, a larger cross-track weight, and a heading
+penalty beyond 90 degrees on the bearing of the path point 20 cm ahead, which makes it turn the short way
+round where the path lies behind it (without it, at a hairpin no H-step sequence gains progress, left and right
+score alike, its labels flip between them and the policy learnt to stand still there; config/mbmf.yaml has
+the measurements); run in process (sim/closed_loop.py). Expert rollouts on random paths (N(0, 0.005) on the
+MPC's actions), then DAgger iterations: the policy drives, the MPC labels every visited state, refit on all data.
 Settings: config/mbmf.yaml, section hexapod_follow. Resumable: each stage's data and policy are kept in
 --work; a second run continues after the last finished stage. Seeded: the same command gives the same policy.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -71,7 +76,11 @@ def run(args) -> int:
     config = ImitationConfig(hidden_sizes=tuple(int(h) for h in cfg['hidden_sizes']), std=float(cfg['std']),
                              lr=float(cfg['lr']), batch_size=int(cfg['batch_size']), epochs=epochs, seed=seed)
     expert = {'planner': cfg['expert_planner'], 'num_samples': int(cfg['expert_num_samples']),
-              'horizon': int(cfg['expert_horizon']), 'reverse_weight': float(cfg['expert_reverse_weight'])}
+              'horizon': int(cfg['expert_horizon']), 'reverse_weight': float(cfg['expert_reverse_weight']),
+              'heading_weight': float(cfg.get('expert_heading_weight', 0.0)),
+              'heading_free_rad': math.radians(float(cfg.get('expert_heading_free_deg', 0.0))),
+              'heading_lookahead_m': float(cfg.get('expert_heading_lookahead_m', 0.0)),
+              'alpha': float(cfg['expert_alpha']) if 'expert_alpha' in cfg else None}
     paths = dict(cfg['paths'])
     torch.manual_seed(seed)          # the initial weights
     obs_layout = Observation('path', spec.state_names, tuple(float(d) for d in cfg['lookahead_m']))
@@ -98,7 +107,10 @@ def run(args) -> int:
         path = training_path(rng, **paths)
         result = follow_in_process(spec.name, model, path, planner=expert['planner'], seed=episode_seed,
                                    num_samples=expert['num_samples'], horizon=expert['horizon'],
-                                   reverse_weight=expert['reverse_weight'], policy=actor,
+                                   reverse_weight=expert['reverse_weight'], heading_weight=expert['heading_weight'],
+                                   heading_free_rad=expert['heading_free_rad'],
+                                   heading_lookahead_m=expert['heading_lookahead_m'], alpha=expert['alpha'],
+                                   policy=actor,
                                    record=obs_layout if actor is None else True,
                                    noise_std=noise if actor is None else 0.0, give_up_m=float(cfg['give_up_m']),
                                    stall_steps=int(cfg['stall_steps']) if actor is not None else 0)

@@ -122,7 +122,21 @@ class TrajectoryFollowingTask(Task):
     """Follow a ``WaypointPath`` (paper Alg. 2).
 
     alpha: weight of the perpendicular distance, per metre per step. beta: weight of progress along the path,
-    per metre. heading_weight: per radian per step (0 = the paper's reward). reverse_weight: per metre moved
+    per metre. heading_weight: per radian per step (0 = the paper's reward). heading_free_rad: the heading
+    error (rad) that costs nothing; only the excess is charged (0 = all of it). With pi/2, a tie-breaker for
+    turns longer than the horizon: when the path lies behind the robot (a hairpin, a corner sharper than 90
+    degrees) no sequence of H steps gains progress, and without it turning left and turning right score alike,
+    so the MPC picks either (a DAgger expert's labels then average to standing still); the excess shrinks
+    only by turning the short way round, and errors below 90 degrees (tracking, cutting a corner, an offset
+    start) are not charged. heading_lookahead_m: 0 = the heading error is measured against the closest
+    segment's direction; > 0 = against the bearing from the robot to the path point that far (m of arc length)
+    beyond its closest point. With a free zone, the closest segment is the wrong reference at a sharp corner:
+    a robot standing just before it is still closest to the leg it came along, so turning toward the next leg
+    is charged there and turning either way scored alike again; the bearing to a point 10 cm on points down the
+    next leg. With a free zone, the way round is decided at the robot's true state (``update``): when its error
+    there exceeds the free zone, predicted errors are unwrapped from it, so turning the long way is charged
+    past 180 degrees instead of wrapping to the other side (near a reversal, a 175-degree hairpin, the two ways
+    differ by a few degrees and the MPC took either, from one seed to the next). reverse_weight: per metre moved
     backwards along the body's heading (yaw of the step's start) per step (0 = the paper's reward).
     lookahead_m: segments considered
     for "closest" are those from the robot's active segment to ``lookahead_m`` of path ahead (None = all
@@ -137,7 +151,8 @@ class TrajectoryFollowingTask(Task):
     def __init__(self, path: WaypointPath | None = None, alpha: float | None = None, beta: float | None = None,
                  heading_weight: float | None = None, lookahead_m: float | None = None,
                  goal_tolerance_m: float | None = None, clamp_progress: bool | None = None,
-                 reverse_weight: float | None = None):
+                 reverse_weight: float | None = None, heading_free_rad: float = 0.0,
+                 heading_lookahead_m: float = 0.0):
         # None: the mpc_planner default of config/defaults.yaml (the one home of these values)
         alpha, beta, heading_weight, goal_tolerance_m, clamp_progress, reverse_weight = _planner_defaults(
             alpha=alpha, beta=beta, heading_weight=heading_weight, goal_tolerance_m=goal_tolerance_m,
@@ -148,12 +163,21 @@ class TrajectoryFollowingTask(Task):
                 raise ValueError(f'TrajectoryFollowingTask: {label} must be finite and >= 0, found {v!r}')
         self.alpha, self.beta, self.heading_weight = float(alpha), float(beta), float(heading_weight)
         self.reverse_weight = float(reverse_weight)
+        if not 0.0 <= float(heading_free_rad) <= math.pi:
+            raise ValueError(f'TrajectoryFollowingTask: heading_free_rad must be in [0, pi], found '
+                             f'{heading_free_rad!r}')
+        self.heading_free_rad = float(heading_free_rad)
+        if not (math.isfinite(float(heading_lookahead_m)) and float(heading_lookahead_m) >= 0):
+            raise ValueError(f'TrajectoryFollowingTask: heading_lookahead_m must be finite and >= 0, found '
+                             f'{heading_lookahead_m!r}')
+        self.heading_lookahead_m = float(heading_lookahead_m)
         self.lookahead_m = lookahead_m
         self.clamp_progress = bool(clamp_progress)
         self.goal_tolerance_m = goal_tolerance_m
         self.path: WaypointPath | None = None
         self.tracker: ProgressTracker | None = None
         self.tracking: TrackingState | None = None
+        self._turn_from = None
         if path is not None:
             self.set_path(path)
 
@@ -165,6 +189,7 @@ class TrajectoryFollowingTask(Task):
             self.tracker = None
             return
         self.tracker = ProgressTracker(path, self.lookahead_m, self.goal_tolerance_m)
+        self._turn_from = None
         # The reward measures against the path through fewer waypoints (every given one within 0.1 mm of it,
         # waypoints.simplify): a global planner's pose every few cm along a straight stretch costs what one
         # segment does. The tracker keeps the path as given: its segment, progress and done are unchanged.
@@ -191,6 +216,7 @@ class TrajectoryFollowingTask(Task):
         if self.tracker is not None:
             self.tracker.reset()
             self.tracking = None
+            self._turn_from = None
             self._update_mask()
 
     def update(self, state) -> TrackingState | None:
@@ -199,6 +225,13 @@ class TrajectoryFollowingTask(Task):
             return None
         self.tracking = self.tracker.update((float(state[0]), float(state[1])))
         self._update_mask()
+        self._turn_from = None
+        if self.heading_weight and self.heading_free_rad:
+            # the signed heading error at the true state: beyond the free zone, the way round to take
+            pose = torch.as_tensor(np.asarray(state[:3], dtype=np.float64), dtype=self._window[0].dtype)
+            _, prog, seg = self._measure(pose[None, :2])
+            err = float(self._signed_heading_error(pose[None], prog, seg)[0])
+            self._turn_from = err if abs(err) > self.heading_free_rad else None
         return self.tracking
 
     def measure(self, xy):
@@ -228,8 +261,8 @@ class TrajectoryFollowingTask(Task):
             gain = torch.minimum(torch.maximum(gain, -step), step)
         r = self.beta * gain - self.alpha * perp1
         if self.heading_weight:
-            err = wrap_angle(next_states[..., 2] - self._window[4][seg1]).abs()
-            r = r - self.heading_weight * err
+            err = self._heading_error(next_states, prog1, seg1)
+            r = r - self.heading_weight * torch.relu(err - self.heading_free_rad)
         if self.reverse_weight:
             r = r - self.reverse_weight * _backwards(states, next_states)
         return r
@@ -245,11 +278,35 @@ class TrajectoryFollowingTask(Task):
             gain = torch.minimum(torch.maximum(gain, -step), step)
         r = self.beta * gain - self.alpha * perp[..., 1:]
         if self.heading_weight:
-            err = wrap_angle(states[..., 1:, 2] - self._window[4][seg[..., 1:]]).abs()
-            r = r - self.heading_weight * err
+            err = self._heading_error(states[..., 1:, :], prog[..., 1:], seg[..., 1:])
+            r = r - self.heading_weight * torch.relu(err - self.heading_free_rad)
         if self.reverse_weight:
             r = r - self.reverse_weight * _backwards(states[..., :-1, :], states[..., 1:, :])
         return r
+
+
+    def _heading_error(self, states, prog, seg):
+        """|heading error| (...,) rad of states (..., S) whose progress (...,) and window segment (...,) are
+        given (``_signed_heading_error``), unwrapped from the true state's when that exceeds the free zone."""
+        err = self._signed_heading_error(states, prog, seg)
+        if self._turn_from is not None:
+            err = self._turn_from + wrap_angle(err - self._turn_from)
+        return err.abs()
+
+    def _signed_heading_error(self, states, prog, seg):
+        """Heading error (...,) rad in [-pi, pi): against the closest segment's direction, or the bearing to the
+        path point heading_lookahead_m further on (clamped to the window's last segment; no error within 1 cm of
+        that point: at the path's end it has no direction)."""
+        if not self.heading_lookahead_m:
+            return wrap_angle(states[..., 2] - self._window[4][seg])
+        starts, vectors, lengths, cum = self._window[:4]
+        s = prog + self.heading_lookahead_m
+        i = (torch.searchsorted(cum.contiguous(), s.contiguous(), right=True) - 1).clamp(0, len(cum) - 1)
+        t = ((s - cum[i]) / lengths[i]).clamp(0.0, 1.0)
+        dx = starts[i, 0] + t * vectors[i, 0] - states[..., 0]
+        dy = starts[i, 1] + t * vectors[i, 1] - states[..., 1]
+        err = wrap_angle(states[..., 2] - torch.atan2(dy, dx))
+        return torch.where(dx * dx + dy * dy > 1e-4, err, torch.zeros_like(err))
 
 
 def _backwards(states, next_states):

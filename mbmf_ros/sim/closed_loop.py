@@ -36,7 +36,9 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
                       horizon: int | None = None, seed: int = 0, max_steps: int = 0,
                       goal_tolerance_m: float | None = None, lookahead_m: float | None = None, policy=None,
                       record: bool = False, noise_std: float = 0.0, give_up_m: float = 0.0, stall_steps: int = 0,
-                      reverse_weight: float | None = None, params_files=(), **planner_kwargs) -> LoopResult:
+                      reverse_weight: float | None = None, heading_weight: float | None = None,
+                      heading_free_rad: float = 0.0, heading_lookahead_m: float = 0.0, alpha: float | None = None,
+                      params_files=(), **planner_kwargs) -> LoopResult:
     """Follow ``path_xy`` (N, 2), given relative to the start pose, on the simulated ``agent``.
 
     model: the dynamics model of the MPC. planner: a planner name (made with num_samples, horizon, seed and
@@ -52,6 +54,10 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
     stall_steps: end the run when the progress along the path has not grown by STALL_PROGRESS_M in that many
     steps (> 0; DAgger: a stalled policy's states all look alike, their labels are kept, the rest of the budget
     would only repeat them). reverse_weight: the task's penalty on moving backwards (None: the setting).
+    heading_weight: the task's penalty per radian between the heading and the closest segment's (None: the
+    setting); heading_free_rad: the error it does not charge; heading_lookahead_m: 0 = the error to the closest
+    segment's direction, > 0 = to the bearing of the path point that far ahead (core.tasks.TrajectoryFollowingTask).
+    alpha: the task's weight of the cross-track error (None: the setting).
     """
     from mbmf_ros.core.agents import get_agent
     from mbmf_ros.core.planners import make_planner
@@ -72,8 +78,10 @@ def follow_in_process(agent: str, model, path_xy, planner: str = 'random_shootin
     state = np.asarray(sim.reset().estimate.values, dtype=np.float64)
     start_pose = state[:3].copy()
     path = WaypointPath(transform_points(np.asarray(path_xy, dtype=np.float64), state[:3]))
-    task = make_task('trajectory_following', spec, alpha=v['alpha'], beta=v['beta'],
-                     heading_weight=v['heading_weight'], lookahead_m=lookahead_m,
+    task = make_task('trajectory_following', spec, alpha=v['alpha'] if alpha is None else alpha, beta=v['beta'],
+                     heading_weight=v['heading_weight'] if heading_weight is None else heading_weight,
+                     heading_free_rad=heading_free_rad, heading_lookahead_m=heading_lookahead_m,
+                     lookahead_m=lookahead_m,
                      reverse_weight=v['reverse_weight'] if reverse_weight is None else reverse_weight,
                      goal_tolerance_m=v['goal_tolerance_m'], clamp_progress=v['clamp_progress'])
     task.set_path(path)
