@@ -238,10 +238,12 @@ def test_follow_client_drives_the_launched_graph(ros_env, tmp_path, procs):
         xy = {stamp_to_sec(m.header.stamp): (m.values[0], m.values[1]) for m in states}
         stamps = sorted(xy)
         speed = {t1: np.hypot(*np.subtract(xy[t1], xy[t0])) / (t1 - t0) for t0, t1 in zip(stamps, stamps[1:])}
-        before = [v for t, v in speed.items() if stopped_at - 0.5 < t <= stopped_at]
+        # stopped_at is the stamp of the newest status read after the cancel: on a loaded machine the graph
+        # (lock-step) may already have stepped on, so the window before it ends with the robot slowing down.
+        before = [v for t, v in speed.items() if stopped_at - 1.0 < t <= stopped_at]
         after = [v for t, v in speed.items() if t > stopped_at + 2 * dt + 1e-6]
-        walking = np.mean(before)
-        assert walking > 0.05, before                              # it was walking (m/s)
+        walking = max(before)
+        assert walking > 0.05, before                              # it was walking (m/s; the gait's peak)
         # Within 2 periods it is down to a tenth of its walking speed and stays there; with zero commands the
         # body still sags on its velocity-servoed cranks (a few mm/s here, depending on the pose it stopped in),
         # so over the next 1.5 s it moves less than a tenth of a body length (walking on: ~10 body lengths).
