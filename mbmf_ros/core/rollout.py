@@ -220,12 +220,11 @@ class MLPRollout:
                 (bl[0] if one else bl).to(dt).contiguous()]
             if self.kernel == 'onednn':
                 # oneDNN's inner product takes nn.Linear's layout: weight (out, in), bias (out,); per member.
-                self.linear = [[(w.transpose(-1, -2).contiguous(), b.reshape(-1).contiguous())
-                                for w, b in zip(ws_e, bs_e)]
-                               for ws_e, bs_e in zip(zip(*[w.to(dt) for w in ws[:-1]]),
-                                                     zip(*[b.to(dt) for b in bs[:-1]]))]
-                for e in range(E):
-                    self.linear[e].append((wl[e].to(dt).contiguous(), bl[e].reshape(-1).to(dt).contiguous()))
+                # The hidden layers are stored (E, in, out), the last one already transposed (E, S, hidden).
+                last = len(ws) - 1
+                self.linear = [[((w[e].t() if i < last else w[e]).to(dt).contiguous(),
+                                 b[e].reshape(-1).to(dt).contiguous()) for i, (w, b) in enumerate(zip(ws, bs))]
+                               for e in range(E)]
         self.members, self.state_dim, self.rest_dim = E, S, R
         self.action_dim = model.action_dim
         self.widths = tuple(w.shape[-1] for w in self.weights[:-1])     # of the hidden layers
@@ -316,8 +315,10 @@ class MLPRollout:
         xs[..., R:].copy_(acts if E == 1 else acts.unsqueeze(1))
         hs = [h[:c] if E == 1 else h[:, :c] for h in h_bufs]
         out_t, delta_t = out_buf[:, :, :c], delta_buf[:, :, :c]        # (E, S, c)
-        delta = delta_t.transpose(1, 2)                                 # (E, c, S)
-        delta_onednn = delta_buf.view(-1)[:E * c * self.state_dim].view(E, c, self.state_dim)
+        if self.kernel == 'onednn':                                     # (E, c, S), written by _mlp_onednn
+            delta = delta_buf.view(-1)[:E * c * self.state_dim].view(E, c, self.state_dim)
+        else:
+            delta = delta_t.transpose(1, 2)                             # (E, c, S), a view of the output
         w_last, b_last = self.weights[-1], self.biases[-1]
         for t in range(H):
             s = states[t, :, k0:k1]                                    # (E, c, S) float32
@@ -330,8 +331,7 @@ class MLPRollout:
             else:
                 torch.sub(rest, self.in_shift, out=x[..., :R])
             if self.kernel == 'onednn':
-                self._mlp_onednn(x, delta_onednn)
-                delta = delta_onednn
+                self._mlp_onednn(x, delta)
             else:
                 h = x
                 for w, b, out in zip(self.weights[:-1], self.biases[:-1], hs):     # the hidden layers
