@@ -3,6 +3,7 @@
 The systems live here so the test does not depend on the simulator: a damped pendulum driven by a torque
 (nonlinear, pose stays 0) and a unicycle whose pose moves (exercises the body-frame pose delta).
 """
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from mbmf_ros.core.dynamics import DynamicsModel
-from mbmf_ros.core.state import delta_target
+from mbmf_ros.core.state import apply_delta, delta_target, integrate_poses_
 from mbmf_ros.core.training import (TrainConfig, h_step_errors, split_by_trajectory, to_transitions,
                                     train_dynamics, _epoch_indices)
 from mbmf_ros.io.checkpoint import CheckpointMismatch, load_checkpoint, save_checkpoint
@@ -208,3 +209,42 @@ def test_bad_model_config():
         DynamicsModel(('a', 'b', 'c', 'd'), ('u',))
     with pytest.raises(ValueError, match='activation'):
         DynamicsModel(PEND_NAMES, ('u',), activation='sigmoidx')
+
+
+def test_integrate_poses_equals_apply_delta_step_by_step():
+    """The rollout's pose pass over all H steps at once (cumulative sums) against H calls of apply_delta, across
+    the yaw's wrap at +-pi, for a batch (E, K)."""
+    g = torch.Generator().manual_seed(3)
+    H, E, K = 12, 2, 50
+    deltas = torch.randn(H, E, K, 3, generator=g) * torch.tensor([0.05, 0.02, 0.6])
+    poses = torch.empty(H + 1, E, K, 3)
+    poses[0] = torch.tensor([0.3, -1.2, 3.0])                      # yaw near pi: the sums wrap
+    integrate_poses_(poses, deltas)
+    state = poses[0].clone()
+    for t in range(H):
+        state = apply_delta(state, deltas[t])
+        assert torch.allclose(poses[t + 1, ..., :2], state[..., :2], atol=1e-5)
+        dyaw = torch.remainder(poses[t + 1, ..., 2] - state[..., 2] + math.pi, 2 * math.pi) - math.pi
+        assert dyaw.abs().max() < 1e-5
+    assert (poses[1:, ..., 2] >= -math.pi).all() and (poses[1:, ..., 2] < math.pi).all()
+    assert (deltas[..., 2].sum(0).abs() > math.pi).any()          # some candidates did cross the wrap
+
+
+@pytest.mark.parametrize('names', [('x', 'y', 'yaw', 'sin_a', 'cos_a', 'sin_b', 'cos_b', 'v'),
+                                   ('x', 'y', 'yaw', 'sin_a', 'v', 'cos_a')])
+def test_pairs_renormalised_in_place_in_a_block_or_apart(names):
+    """(sin, cos) pairs back on the unit circle, in a view of a larger buffer, whether the pairs form one
+    block (strided views) or lie apart (gathered); the other elements untouched."""
+    model = DynamicsModel(list(names), ['u'], (8,))
+    buf = torch.randn(4, 6, len(names)) * 3
+    before = buf.clone()
+    model.renormalise_pairs_(buf[1:3, :, 3:])
+    for n in names:
+        if n.startswith('sin_'):
+            i, j = names.index(n), names.index('cos_' + n[4:])
+            assert torch.allclose(buf[1:3, :, i] ** 2 + buf[1:3, :, j] ** 2, torch.ones(2, 6), atol=1e-6)
+            assert torch.allclose(torch.atan2(buf[1:3, :, i], buf[1:3, :, j]),
+                                  torch.atan2(before[1:3, :, i], before[1:3, :, j]), atol=1e-5)
+    others = [k for k, n in enumerate(names) if not n.startswith(('sin_', 'cos_'))]
+    assert torch.equal(buf[..., others], before[..., others])
+    assert torch.equal(buf[0], before[0]) and torch.equal(buf[3], before[3])

@@ -152,43 +152,32 @@ class DynamicsModel(nn.Module):
         delta = self.predict_delta(states, actions)
         return self.finish_prediction(states, delta.to(states.dtype))
 
-    def finish_prediction(self, states, delta, out=None):
+    def finish_prediction(self, states, delta):
         """Next states (E, K, S) from states (E, K, S) and physical-unit deltas (E, K, S): every step of
-        ``predict`` after the network (also used by the planners' fast rollout, core.rollout). ``out``: a
-        float32 (E, K, S) tensor (a view of the rollout's state buffer) to write into without temporaries of
-        the full state; the same formulas as core.state.apply_delta."""
-        if out is not None:
-            return self._finish_into(states, delta, out)
+        ``predict`` after the network (core.state.apply_delta, then the (sin, cos) pairs back on the unit
+        circle). The planners' fast rollout (core.rollout) does the same over all H steps of a chunk at once."""
         nxt = apply_delta(states, delta)
-        if self._sin_idx:
-            s, c = nxt[..., self._sin_idx], nxt[..., self._cos_idx]
-            norm = torch.sqrt(s * s + c * c).clamp_min(1e-6)
-            nxt[..., self._sin_idx] = s / norm
-            nxt[..., self._cos_idx] = c / norm
+        self.renormalise_pairs_(nxt[..., POSE_DIM:])
         return nxt
 
-    def _finish_into(self, states, delta, out):
-        # The formulas of apply_delta with fused multiply-adds and in-place ops: a plan calls this H times per
-        # chunk, and on two rollout workers its small ops' Python calls are what the matmuls wait on.
-        yaw = states[..., 2]
-        c, s = torch.cos(yaw), torch.sin(yaw)
-        dx, dy = delta[..., 0], delta[..., 1]
-        ox, oy, oyaw = out[..., 0], out[..., 1], out[..., 2]
-        torch.addcmul(states[..., 0], c, dx, out=ox).addcmul_(s, dy, value=-1.0)
-        torch.addcmul(states[..., 1], s, dx, out=oy).addcmul_(c, dy)
-        torch.add(yaw, delta[..., 2], out=oyaw).add_(math.pi).remainder_(2.0 * math.pi).sub_(math.pi)
-        torch.add(states[..., POSE_DIM:], delta[..., POSE_DIM:], out=out[..., POSE_DIM:])
-        if self._sin_idx:
-            if self._pairs_block is not None:     # interleaved (sin, cos) pairs in one block: a view, no gather
-                a, b = self._pairs_block
-                pairs = out[..., a:b].unflatten(-1, (-1, 2))
-                pairs.div_(torch.linalg.vector_norm(pairs, dim=-1, keepdim=True).clamp_min_(1e-6))
-            else:
-                sn, cs = out[..., self._sin_idx], out[..., self._cos_idx]
-                norm = torch.sqrt(sn * sn + cs * cs).clamp_min(1e-6)
-                out[..., self._sin_idx] = sn / norm
-                out[..., self._cos_idx] = cs / norm
-        return out
+    def renormalise_pairs_(self, rest):
+        """Put every (sin_<a>, cos_<a>) pair of ``rest`` (..., S - 3), the state without its pose, back on the
+        unit circle, in place (a view of a larger buffer is fine). Returns ``rest``."""
+        if not self._sin_idx:
+            return rest
+        if self._pairs_block is not None:       # sin, cos, sin, cos, ... in one block: strided views, no gather
+            a, b = (i - POSE_DIM for i in self._pairs_block)
+            sn, cs = rest[..., a:b:2], rest[..., a + 1:b:2]
+            norm = torch.hypot(sn, cs).clamp_min_(1e-6)
+            sn.div_(norm)
+            cs.div_(norm)
+        else:
+            si, ci = [i - POSE_DIM for i in self._sin_idx], [i - POSE_DIM for i in self._cos_idx]
+            sn, cs = rest[..., si], rest[..., ci]
+            norm = torch.hypot(sn, cs).clamp_min_(1e-6)
+            rest[..., si] = sn / norm
+            rest[..., ci] = cs / norm
+        return rest
 
     def _broadcast(self, states, actions):
         states = torch.as_tensor(states)

@@ -6,8 +6,11 @@ as H calls of ``model.predict`` and ``task.reward``, minus what costs time witho
 
 * the normaliser is folded into the first and last layers once per set of weights (float32: exactly the
   ``(x - mean) / std`` and ``y * std + mean`` of ``DynamicsModel`` up to rounding);
-* every buffer is allocated once per (K, H, workers) and reused: states (H+1, E, K, S), the inputs and (BLAS
-  kernel) the activations of one chunk; oneDNN's inner products return their own outputs;
+* every buffer is allocated once per (K, H, workers) and reused: states (H+1, E, K, S), the inputs and pose
+  deltas and (BLAS kernel) the activations of one chunk; oneDNN's inner products return their own outputs;
+* the network never sees the pose (core.state), so the loop over the H steps carries only the rest of the
+  state (inputs, network, + delta, (sin, cos) pairs renormalised) and the poses of all H steps follow in one
+  pass of cumulative sums (``core.state.integrate_poses_``): a third of the Python calls per step;
 * candidates go through in chunks of ``chunk_rows`` rows, all H steps of one chunk before the next, so the
   activations of a chunk stay in the CPU's cache between layers and steps; bias and ReLU fused (oneDNN) or in
   place (BLAS);
@@ -17,9 +20,10 @@ as H calls of ``model.predict`` and ``task.reward``, minus what costs time witho
 * the task's reward runs once per chunk over all H steps (``Task.step_rewards``), not once per step;
 * inference mode (no autograd bookkeeping);
 * on a CPU the layers run as oneDNN inner products with the bias and ReLU fused (``kernel``; PyTorch's own
-  ``mkldnn._linear_pointwise``, the op ``torch.compile`` emits for a Linear + ReLU on CPU): on this AMD CPU
-  (AVX-512) its float32 kernels run at about twice the rate of the BLAS behind ``torch.addmm``, which takes a
-  slower code path there. ``kernel='blas'`` keeps ``addmm`` (and any device other than the CPU uses it).
+  ``mkldnn._linear_pointwise``, the op ``torch.compile`` emits for a Linear + ReLU on CPU), their weights packed
+  once into oneDNN's blocked layout: on this AMD CPU (AVX-512) its float32 kernels run at about twice the rate
+  of the BLAS behind ``torch.addmm``, which takes a slower code path there. ``kernel='blas'`` keeps ``addmm``
+  (and any device other than the CPU uses it).
 
 ``precision='bfloat16'`` keeps the weights and activations in bfloat16 (AVX-512 BF16: about twice the float32
 matmul rate) while states, deltas and reward sums stay float32: the inputs are centred in float32 before the
@@ -38,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
 
-from mbmf_ros.core.state import POSE_DIM
+from mbmf_ros.core.state import POSE_DIM, integrate_poses_
 
 PRECISIONS = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
 DEVICES = ('cpu', 'cuda', 'auto')
@@ -102,8 +106,16 @@ def default_chunk_rows(kernel: str, dtype: torch.dtype) -> int:
     return DEFAULT_CHUNK_ROWS_ONEDNN_FLOAT32 if kernel == 'onednn' and dtype == torch.float32 else DEFAULT_CHUNK_ROWS
 
 
-def _linear(x, w, b, attr, scalars, algorithm):
-    return torch.ops.mkldnn._linear_pointwise(x, w, b, attr, scalars, algorithm)
+def _linear(x, w, b, attr):
+    """oneDNN's inner product x @ w.T + b with ``attr`` ('relu' | 'none') fused; its default overload called
+    directly (the op packet would match the overloads on every call)."""
+    return torch.ops.mkldnn._linear_pointwise.default(x, w, b, attr, [], '')
+
+
+def _pack(w, rows: int):
+    """A weight (out, in) in oneDNN's layout for inputs of about ``rows`` rows (unchanged where torch lacks it)."""
+    reorder = getattr(torch.ops.mkldnn, '_reorder_linear_weight', None)
+    return w if reorder is None else reorder(w, rows)
 
 
 def onednn_available() -> bool:
@@ -136,7 +148,7 @@ def resolve_precision(precision) -> torch.dtype:
 def supports(model) -> bool:
     """Whether ``model`` is a DynamicsModel-like MLP this fast path can fold (else planners use predict)."""
     return all(hasattr(model, a) for a in ('layers', 'in_mean', 'in_std', 'out_mean', 'out_std', 'activation',
-                                           'finish_prediction')) and model.activation == 'relu'
+                                           'renormalise_pairs_')) and model.activation == 'relu'
 
 
 def _versions(model) -> tuple:
@@ -205,7 +217,7 @@ class MLPRollout:
                 bl = bl + out_mean
                 self.out_shift = None
             else:
-                self.out_shift = out_mean.float()[:, None]   # added in float32 after the last layer, (S, 1)
+                self.out_shift = out_mean.float()            # added in float32 after the last layer, (S,)
             # The last layer computes the delta transposed, (S, rows) = W^T h^T: with S (~20) output columns a
             # GEMM runs at ~60% of the square-matmul rate here, with S output rows at ~80%; the delta is then a
             # (rows, S) view of it, with nothing copied.
@@ -221,8 +233,10 @@ class MLPRollout:
             if self.kernel == 'onednn':
                 # oneDNN's inner product takes nn.Linear's layout: weight (out, in), bias (out,); per member.
                 # The hidden layers are stored (E, in, out), the last one already transposed (E, S, hidden).
+                # Packed once into oneDNN's own blocked layout for chunks of chunk_rows rows (any row count
+                # works): it is otherwise reordered on every call (2x500: 4% of a 500-row layer's time).
                 last = len(ws) - 1
-                self.linear = [[((w[e].t() if i < last else w[e]).to(dt).contiguous(),
+                self.linear = [[(_pack((w[e].t() if i < last else w[e]).to(dt).contiguous(), self.chunk_rows),
                                  b[e].reshape(-1).to(dt).contiguous()) for i, (w, b) in enumerate(zip(ws, bs))]
                                for e in range(E)]
         self.members, self.state_dim, self.rest_dim = E, S, R
@@ -248,16 +262,18 @@ class MLPRollout:
 
     def _chunk_buffers(self, c: int, H: int) -> tuple:
         """One worker's buffers for chunks of up to c rows: the network's inputs of all H steps (H, c, R + A) (the
-        actions are written in once per chunk), the hidden layers' activations (c, width), the last layer's output
-        (E, S, c) (transposed) and the float32 delta (E, S, c) (with the BLAS kernel in float32: the output)."""
+        actions are written in once per chunk) and the float32 pose deltas of all H steps (H, E, c, 3); with the
+        BLAS kernel also the hidden layers' activations (c, width), the last layer's output (E, S, c)
+        (transposed) and the float32 delta (E, S, c) (in float32: the output itself)."""
         E, S, dev, dt = self.members, self.state_dim, self.device, self.dtype
         lead = (c,) if E == 1 else (E, c)
         x = torch.empty(H, *lead, self.rest_dim + self.action_dim, device=dev, dtype=dt)
-        delta = torch.empty(E, S, c, device=dev)
+        dpose = torch.empty(H, E, c, POSE_DIM, device=dev)
         if self.kernel == 'onednn':                 # its inner products allocate their outputs
-            return x, [], delta, delta
+            return x, [], None, None, dpose
+        delta = torch.empty(E, S, c, device=dev)
         out = delta if dt == torch.float32 else torch.empty(E, S, c, device=dev, dtype=dt)
-        return x, [torch.empty(*lead, w, device=dev, dtype=dt) for w in self.widths], out, delta
+        return x, [torch.empty(*lead, w, device=dev, dtype=dt) for w in self.widths], out, delta, dpose
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def rollout(self, model, task, state, actions):
@@ -306,68 +322,86 @@ class MLPRollout:
         return returns, out_states
 
     def _chunk(self, model, task, actions, k0: int, k1: int, scratch) -> None:
-        """Roll candidates k0:k1 through all H steps and write their states and summed rewards in place."""
-        x_buf, h_bufs, out_buf, delta_buf = scratch
+        """Roll candidates k0:k1 through all H steps and write their states and summed rewards in place.
+
+        The network sees only the state without its pose (core.state), so the H steps' loop carries that part
+        alone (inputs, network, + delta, (sin, cos) pairs renormalised: the fewest Python calls per step, which
+        is what two workers' matmuls wait on) and keeps each step's pose delta; the poses of all H steps follow
+        in one pass (core.state.integrate_poses_)."""
+        x_buf, h_bufs, out_buf, delta_buf, dpose_buf = scratch
         E, R, H, c = self.members, self.rest_dim, actions.shape[1], k1 - k0
-        states = self.states_buf
+        chunk = self.states_buf[:, :, k0:k1]                            # (H+1, E, c, S) float32
+        rests = chunk[..., POSE_DIM:]                                   # (H+1, E, c, R)
+        dpose = dpose_buf[:, :, :c]                                     # (H, E, c, 3)
         xs = x_buf[:, :c] if E == 1 else x_buf[:, :, :c]                # (H, c, R + A) or (H, E, c, R + A)
         acts = actions[k0:k1].transpose(0, 1)                           # (H, c, A)
         xs[..., R:].copy_(acts if E == 1 else acts.unsqueeze(1))
-        hs = [h[:c] if E == 1 else h[:, :c] for h in h_bufs]
-        out_t, delta_t = out_buf[:, :, :c], delta_buf[:, :, :c]        # (E, S, c)
-        if self.kernel == 'onednn':                                     # (E, c, S), written by _mlp_onednn
-            delta = delta_buf.view(-1)[:E * c * self.state_dim].view(E, c, self.state_dim)
-        else:
-            delta = delta_t.transpose(1, 2)                             # (E, c, S), a view of the output
-        w_last, b_last = self.weights[-1], self.biases[-1]
+        if self.kernel != 'onednn':
+            hs = [h[:c] if E == 1 else h[:, :c] for h in h_bufs]
+            out_t, delta_t = out_buf[:, :, :c], delta_buf[:, :, :c]    # (E, S, c)
         for t in range(H):
-            s = states[t, :, k0:k1]                                    # (E, c, S) float32
+            rest, nxt, x = rests[t], rests[t + 1], xs[t]
             # Inputs [s[3:], a]: the normaliser is in the first layer's weights (float32) or centred here in
             # float32 before the cast (bfloat16).
-            rest = s[0, :, POSE_DIM:] if E == 1 else s[..., POSE_DIM:]
-            x = xs[t]
             if self.in_shift is None:
-                x[..., :R].copy_(rest)
+                x[..., :R].copy_(rest[0] if E == 1 else rest)
             else:
-                torch.sub(rest, self.in_shift, out=x[..., :R])
+                torch.sub(rest[0] if E == 1 else rest, self.in_shift, out=x[..., :R])
             if self.kernel == 'onednn':
-                self._mlp_onednn(x, delta)
+                for e, layers in enumerate(self.linear):
+                    y = self._network_onednn(x if E == 1 else x[e], layers)        # (c, S), self.dtype
+                    self._advance(rest[e], y, nxt[e], dpose[t, e], self.out_shift)
             else:
-                h = x
-                for w, b, out in zip(self.weights[:-1], self.biases[:-1], hs):     # the hidden layers
-                    if E == 1:
-                        torch.addmm(b, h, w, out=out)
-                    else:
-                        torch.baddbmm(b, h, w, out=out)
-                    h = out.relu_()
-                if E == 1:
-                    torch.addmm(b_last, w_last, h.t(), out=out_t[0])
-                else:
-                    torch.baddbmm(b_last, w_last, h.transpose(1, 2), out=out_t)
-                if self.out_shift is not None:
-                    torch.add(out_t, self.out_shift, out=delta_t)
-            model.finish_prediction(s, delta, out=states[t + 1, :, k0:k1])
+                self._advance(rest, self._network_blas(x, hs, out_t, delta_t), nxt, dpose[t], None)
+            model.renormalise_pairs_(nxt)
+        integrate_poses_(chunk[..., :POSE_DIM], dpose)
         # All H rewards of the chunk in one call: states (E, c, H+1, S) -> rewards (E, c, H).
-        chunk_states = states[:, :, k0:k1].permute(1, 2, 0, 3)
         # Whether every predicted state is finite, as whether their sum is (an overflow beyond 1e38 counts as
         # non-finite): summed over H first, in the buffer's own layout (H, E, c, S), it costs 1/25 of
         # isfinite().all() over the last dimensions.
-        finite = torch.isfinite(states[1:, :, k0:k1].sum(0).sum(-1))
-        self.returns_buf[:, k0:k1] = score(task, chunk_states, actions[k0:k1], finite)
+        finite = torch.isfinite(chunk[1:].sum(0).sum(-1))
+        self.returns_buf[:, k0:k1] = score(task, chunk.permute(1, 2, 0, 3), actions[k0:k1], finite)
 
-    def _mlp_onednn(self, x, delta) -> None:
-        """The network on inputs x (c, R + A) or (E, c, R + A) -> the float32 delta (E, c, S), written in place:
-        oneDNN inner products with bias and ReLU fused, member by member."""
-        for e, layers in enumerate(self.linear):
-            h = x if x.dim() == 2 else x[e]
-            for w, b in layers[:-1]:
-                h = _linear(h, w, b, 'relu', [], '')
-            w, b = layers[-1]
-            y = _linear(h, w, b, 'none', [], '')                          # (c, S)
-            if self.out_shift is not None:
-                torch.add(y, self.out_shift[:, 0], out=delta[e])
+    @staticmethod
+    def _advance(rest, y, nxt, dpose, shift) -> None:
+        """One step of the state without its pose: nxt = rest + y[..., 3:] (+ shift[3:]), in float32; the pose
+        delta y[..., :3] (+ shift[:3]) kept in ``dpose`` for integrate_poses_. y: the network's output in
+        physical units, but for the output mean ``shift`` (bfloat16) that is added in float32 here."""
+        torch.add(rest, y[..., POSE_DIM:], out=nxt)
+        if shift is None:
+            dpose.copy_(y[..., :POSE_DIM])
+        else:
+            nxt.add_(shift[POSE_DIM:])
+            torch.add(y[..., :POSE_DIM], shift[:POSE_DIM], out=dpose)
+
+    @staticmethod
+    def _network_onednn(x, layers):
+        """One member's network on inputs x (c, R + A) -> its output (c, S): oneDNN inner products with the bias
+        and ReLU fused."""
+        for w, b in layers[:-1]:
+            x = _linear(x, w, b, 'relu')
+        w, b = layers[-1]
+        return _linear(x, w, b, 'none')
+
+    def _network_blas(self, x, hs, out_t, delta_t):
+        """The network on inputs x (c, R + A) or (E, c, R + A) -> the float32 delta (E, c, S), a transposed view
+        of ``delta_t`` (E, S, c): addmm / baddbmm into the preallocated activations, ReLU in place."""
+        E = self.members
+        h = x
+        for w, b, out in zip(self.weights[:-1], self.biases[:-1], hs):     # the hidden layers
+            if E == 1:
+                torch.addmm(b, h, w, out=out)
             else:
-                delta[e].copy_(y)
+                torch.baddbmm(b, h, w, out=out)
+            h = out.relu_()
+        w_last, b_last = self.weights[-1], self.biases[-1]
+        if E == 1:
+            torch.addmm(b_last, w_last, h.t(), out=out_t[0])
+        else:
+            torch.baddbmm(b_last, w_last, h.transpose(1, 2), out=out_t)
+        if self.out_shift is not None:
+            torch.add(out_t, self.out_shift[:, None], out=delta_t)
+        return delta_t.transpose(1, 2)
 
     def _refine(self, model, task, state, actions, returns, states):
         """Re-roll the best ``refine_fraction`` of the candidates (at least 8) in float32 and put their float32
@@ -398,7 +432,9 @@ def score(task, states, actions, states_finite):
     # A sum is finite iff every term is (short of an overflow beyond 1e38): cheaper than isfinite().all(-1).
     finite = torch.isfinite(r.sum(-1)) & states_finite
     healthy = getattr(task, 'healthy', None)
-    if healthy is not None:
+    # A task whose ``termination`` bounds are empty (the swimmer, the half_cheetah) never ends an episode: its
+    # healthy() is then only the finiteness that ``finite`` already holds.
+    if healthy is not None and getattr(task, 'termination', True):
         ok = healthy(nxt)                                                # (E, K, H): after step t
         # alive before step t: healthy after every step before it.
         alive = torch.cat([torch.ones_like(ok[..., :1]),

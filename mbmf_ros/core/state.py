@@ -59,3 +59,22 @@ def apply_delta(states, deltas):
     head = lib.stack([x, y, yaw], -1)
     rest = states[..., POSE_DIM:] + deltas[..., POSE_DIM:]
     return lib.concatenate([head, rest], -1)
+
+
+def integrate_poses_(poses, deltas):
+    """``apply_delta``'s pose part over H steps at once, torch only: poses (H+1, ..., 3) with poses[0] given,
+    deltas (H, ..., 3) body-frame (dx, dy, dyaw) of each step; fills poses[1:] in place and returns ``poses``.
+
+    yaw_t = wrap(yaw_0 + dyaw_0 + ... + dyaw_{t-1}) (wrapping each step or the sum gives the same angle), and the
+    position adds each step's delta rotated by the yaw before that step. Cumulative sums over t instead of H
+    dependent steps: the planners' rollout (core.rollout) calls it once per chunk of candidates."""
+    import torch
+    yaw = poses[..., 2]
+    torch.cumsum(deltas[..., 2], 0, out=yaw[1:])
+    yaw[1:].add_(yaw[:1]).add_(math.pi).remainder_(2.0 * math.pi).sub_(math.pi)
+    c, s = torch.cos(yaw[:-1]), torch.sin(yaw[:-1])
+    dx, dy = deltas[..., 0], deltas[..., 1]
+    for i, step in ((0, torch.addcmul(c * dx, s, dy, value=-1.0)), (1, torch.addcmul(s * dx, c, dy))):
+        torch.cumsum(step, 0, out=poses[1:, ..., i])
+        poses[1:, ..., i].add_(poses[:1, ..., i])
+    return poses
