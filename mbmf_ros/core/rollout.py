@@ -364,15 +364,14 @@ class MLPRollout:
 
     @staticmethod
     def _advance(rest, y, nxt, dpose, shift) -> None:
-        """One step of the state without its pose: nxt = rest + y[..., 3:] (+ shift[3:]), in float32; the pose
-        delta y[..., :3] (+ shift[:3]) kept in ``dpose`` for integrate_poses_. y: the network's output in
-        physical units, but for the output mean ``shift`` (bfloat16) that is added in float32 here."""
+        """One step of the state without its pose: nxt = rest + y[..., 3:], in float32; the pose delta
+        y[..., :3] kept in ``dpose`` for integrate_poses_. y: the network's output in physical units but for
+        the output mean ``shift`` (bfloat16), which is added to it in float32 first (one mixed-type op: the
+        others then run on float32 alone)."""
+        if shift is not None:
+            y = torch.add(y, shift)                                      # bfloat16 + float32 -> float32
         torch.add(rest, y[..., POSE_DIM:], out=nxt)
-        if shift is None:
-            dpose.copy_(y[..., :POSE_DIM])
-        else:
-            nxt.add_(shift[POSE_DIM:])
-            torch.add(y[..., :POSE_DIM], shift[:POSE_DIM], out=dpose)
+        dpose.copy_(y[..., :POSE_DIM])
 
     @staticmethod
     def _network_onednn(x, layers):
