@@ -32,7 +32,8 @@ from common import (add_clock_argument, header_lines, interleaved, measure_peaks
 from mbmf_ros.core.agents import get_agent  # noqa: E402
 from mbmf_ros.core.dynamics import DynamicsModel  # noqa: E402
 from mbmf_ros.core.planners import PLANNERS, make_planner  # noqa: E402
-from mbmf_ros.core.rollout import chunk_spans, default_chunk_rows, resolve_kernel, worker_pool  # noqa: E402
+from mbmf_ros.core.rollout import (chunk_spans, default_chunk_rows, pack_linear_weight, resolve_kernel,  # noqa: E402
+                                   worker_pool)
 from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask  # noqa: E402
 from mbmf_ros.core.waypoints import WaypointPath  # noqa: E402
 from mbmf_ros.graphs import default_model_path, resolve_path  # noqa: E402
@@ -80,8 +81,9 @@ def matmuls_only(model, K: int, H: int, precision: str):
     onednn = resolve_kernel('auto', torch.device('cpu')) == 'onednn'
     ws = [layer.weight.detach()[0].to(dt) for layer in model.layers]          # (in, out)
     bs = [layer.bias.detach()[0, 0].to(dt) for layer in model.layers]
-    wts = [w.t().contiguous() for w in ws]                                    # (out, in): oneDNN's layout
-    spans = chunk_spans(K, default_chunk_rows('onednn' if onednn else 'blas', dt), torch.get_num_threads())
+    rows = default_chunk_rows('onednn' if onednn else 'blas', dt)
+    wts = [pack_linear_weight(w.t().contiguous(), rows) for w in ws]       # (out, in), packed as the rollout's
+    spans = chunk_spans(K, rows, torch.get_num_threads())
     c = max(k1 - k0 for k0, k1 in spans)
     workers = min(torch.get_num_threads(), len(spans))
     scratch = [(torch.randn(c, ws[0].shape[0]).to(dt), [torch.empty(c, w.shape[1], dtype=dt) for w in ws])
@@ -95,7 +97,8 @@ def matmuls_only(model, K: int, H: int, precision: str):
                     h = x[:k1 - k0]
                     for i, (w, wt, b) in enumerate(zip(ws, wts, bs)):
                         if onednn:
-                            h = torch.ops.mkldnn._linear_pointwise(h, wt, b, 'none' if i == last else 'relu', [], '')
+                            h = torch.ops.mkldnn._linear_pointwise.default(h, wt, b, 'none' if i == last else 'relu',
+                                                                           [], '')
                             continue
                         torch.addmm(b, h, w, out=hs[i][:k1 - k0])
                         h = hs[i][:k1 - k0]
