@@ -112,7 +112,7 @@ def _linear(x, w, b, attr):
     return torch.ops.mkldnn._linear_pointwise.default(x, w, b, attr, [], '')
 
 
-def _pack(w, rows: int):
+def pack_linear_weight(w, rows: int):
     """A weight (out, in) in oneDNN's layout for inputs of about ``rows`` rows (unchanged where torch lacks it)."""
     reorder = getattr(torch.ops.mkldnn, '_reorder_linear_weight', None)
     return w if reorder is None else reorder(w, rows)
@@ -236,7 +236,8 @@ class MLPRollout:
                 # Packed once into oneDNN's own blocked layout for chunks of chunk_rows rows (any row count
                 # works): it is otherwise reordered on every call (2x500: 4% of a 500-row layer's time).
                 last = len(ws) - 1
-                self.linear = [[(_pack((w[e].t() if i < last else w[e]).to(dt).contiguous(), self.chunk_rows),
+                self.linear = [[(pack_linear_weight((w[e].t() if i < last else w[e]).to(dt).contiguous(),
+                                                    self.chunk_rows),
                                  b[e].reshape(-1).to(dt).contiguous()) for i, (w, b) in enumerate(zip(ws, bs))]
                                for e in range(E)]
         self.members, self.state_dim, self.rest_dim = E, S, R
