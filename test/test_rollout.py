@@ -336,3 +336,47 @@ def test_coloured_noise_and_icem_budget():
         pops = p.populations
         assert all(a >= b for a, b in zip(pops, pops[1:])) and pops[0] > pops[-1]
         assert sum(pops) + p.n_keep * (p.iterations - 1) + 1 <= K
+
+
+def test_a_plan_keeps_the_callers_threads_for_its_workers_and_runs_its_own_ops_serial():
+    """Planner.plan: the planner's own ops run with one torch thread (serial_caller: libgomp's threads would
+    spin on the rollout workers' cores), the rollout gets one worker per thread the caller had, and the
+    caller's thread count is back afterwards, also when the task raises."""
+    spec, model = _model(1)
+    state = _state(spec)
+    seen = []
+
+    class Probe(TrajectoryFollowingTask):
+        fail = False
+
+        def step_rewards(self, states, actions):
+            seen.append(threading.current_thread().name)
+            if self.fail:
+                raise RuntimeError('task failed')
+            return super().step_rewards(states, actions)
+
+    task = Probe(WaypointPath([[0, 0], [1.0, 0.0]]))
+    task.update(state.numpy())
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        planner = make_planner('random_shooting', spec.action_dim, 4, 400, seed=0, precision='float32', workers=0)
+        sampled = []
+        optimise = planner._optimise
+
+        def spy(*args):
+            sampled.append(torch.get_num_threads())
+            return optimise(*args)
+
+        planner._optimise = spy
+        planner.plan(model, task, state)
+        assert sampled == [1]                              # the planner's own ops: one thread
+        assert torch.get_num_threads() == 2
+        assert len(planner._fast.scratch) == 2             # two workers: the caller's two threads
+        assert seen and all(name.startswith('mlp-rollout') for name in seen)
+        task.fail = True
+        with pytest.raises(RuntimeError, match='task failed'):
+            planner.plan(model, task, state)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

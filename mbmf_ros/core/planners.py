@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 import torch
 
-from mbmf_ros.core.rollout import MLPRollout, resolve_device, resolve_kernel, resolve_precision, supports
+from mbmf_ros.core.rollout import (MLPRollout, resolve_device, resolve_kernel, resolve_precision, serial_caller,
+                                   supports)
 
 @lru_cache(maxsize=1)
 def planner_settings() -> dict:
@@ -131,6 +133,7 @@ class Planner:
         self.kernel = resolve_kernel(kernel, self.device)
         self.workers = int(workers or 0)
         self._fast: MLPRollout | None = None
+        self._threads: int | None = None           # the caller's torch threads while it plans (serial_caller)
         self.generator = torch.Generator(device=self.device)
         self.seed(seed)
         self.reset()
@@ -169,7 +172,7 @@ class Planner:
             if self._fast is None:
                 self._fast = MLPRollout(model, self.precision, self.device, self.chunk_rows, self.refine_fraction,
                                         self.workers, self.kernel)
-            return self._fast.rollout(model, task, state, actions)
+            return self._fast.rollout(model, task, state, actions, self._threads)
         K, H, _ = actions.shape
         E = _num_members(model)
         cur = state.to(self.dtype).expand(K, -1)
@@ -208,8 +211,14 @@ class Planner:
             raise ValueError(f'{self.name}.plan: state must have shape (S,), found {tuple(state.shape)}')
         if not bool(torch.isfinite(state).all()):
             raise ValueError(f'{self.name}.plan: state has non-finite values: {state.tolist()}')
-        with torch.no_grad():
-            seq, ret, states, cand, info = self._optimise(model, task, state)
+        # The fast rollout's workers get the cores; this thread's own ops run serial meanwhile (serial_caller).
+        fast = supports(model) and self.device.type == 'cpu'
+        with torch.no_grad(), (serial_caller() if fast else nullcontext()) as threads:
+            self._threads = threads
+            try:
+                seq, ret, states, cand, info = self._optimise(model, task, state)
+            finally:
+                self._threads = None
         if not math.isfinite(float(ret)):
             return self._no_plan(state, t0)
         seq = seq.clamp(-1.0, 1.0)

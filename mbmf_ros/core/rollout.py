@@ -39,6 +39,7 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 
 import torch
 
@@ -85,6 +86,25 @@ def worker_pool(workers: int) -> ThreadPoolExecutor:
         _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix='mlp-rollout',
                                              initializer=torch.set_num_threads, initargs=(1,))
     return _POOLS[workers]
+
+
+@contextmanager
+def serial_caller():
+    """Run the calling thread's own torch ops single-threaded inside the block; yields the thread count it had
+    (the rollout's worker count when ``workers`` is 0). Why: a planner's own ops (sampling K x H x A actions,
+    refitting a distribution) are above ATen's grain size and run on libgomp's threads, which then spin for a few
+    ms waiting for more work, on the cores the rollout's workers need: on two threads that cost the half_cheetah
+    6 of 20 ms per plan (K=1000, H=10; OMP_WAIT_POLICY=PASSIVE made it vanish). Serial, those ops take well
+    under a millisecond. Restored on leaving, error or not."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield n
+        return
+    torch.set_num_threads(1)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(n)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -277,18 +297,19 @@ class MLPRollout:
         return x, [torch.empty(*lead, w, device=dev, dtype=dt) for w in self.widths], out, delta, dpose
 
     # --- the loop ----------------------------------------------------------------------------------------------
-    def rollout(self, model, task, state, actions):
+    def rollout(self, model, task, state, actions, threads: int | None = None):
         """state (S,) float32, actions (K, H, A) -> (returns (K,) mean over members, states (E, K, H+1, S)).
 
         Same contract and arithmetic as ``Planner.rollout`` with ``model.predict`` and ``task.reward``. With
         more than one worker the chunks are rolled concurrently (``task.step_rewards`` is then called from
         several threads at once, on disjoint candidates); which worker rolls a chunk changes nothing in the
-        result.
+        result. threads: the caller's torch thread count, the number of workers when ``workers`` is 0 (default
+        torch.get_num_threads(); a planner inside ``serial_caller`` passes the count it had).
         """
         self.fold(model)
         K, H, A = actions.shape
         # On a GPU one stream does the work: no concurrent chunks there.
-        workers = 1 if self.device.type != 'cpu' else self.workers or torch.get_num_threads()
+        workers = 1 if self.device.type != 'cpu' else self.workers or threads or torch.get_num_threads()
         states = self._buffers(K, H, workers)
         states[0] = state.to(device=self.device, dtype=torch.float32)
         if workers == 1:
@@ -319,7 +340,7 @@ class MLPRollout:
         if not self.finite_weights:
             returns.fill_(-math.inf)
         if self.dtype != torch.float32 and self.refine_fraction > 0 and K > 1:
-            self._refine(model, task, state, actions, returns, out_states)
+            self._refine(model, task, state, actions, returns, out_states, workers)
         return returns, out_states
 
     def _chunk(self, model, task, actions, k0: int, k1: int, scratch) -> None:
@@ -403,7 +424,7 @@ class MLPRollout:
             torch.add(out_t, self.out_shift[:, None], out=delta_t)
         return delta_t.transpose(1, 2)
 
-    def _refine(self, model, task, state, actions, returns, states):
+    def _refine(self, model, task, state, actions, returns, states, threads: int):
         """Re-roll the best ``refine_fraction`` of the candidates (at least 8) in float32 and put their float32
         returns and states in place: the winner, the elites and the heaviest MPPI weights are then decided in
         float32 (two candidates within bfloat16's rounding of each other otherwise swap places)."""
@@ -412,7 +433,7 @@ class MLPRollout:
         if self._refiner is None:
             self._refiner = MLPRollout(model, 'float32', self.device, self.chunk_rows, workers=self.workers,
                                          kernel=self.kernel)
-        r32, s32 = self._refiner.rollout(model, task, state, actions[top])
+        r32, s32 = self._refiner.rollout(model, task, state, actions[top], threads)
         returns[top] = r32
         states[:, top] = s32
 
