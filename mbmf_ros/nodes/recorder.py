@@ -293,9 +293,15 @@ class Recorder(Node):
             if b is not None:
                 b.flush()
 
-    def _drain(self):
-        """Take what DDS already delivered but the executor has not handed out yet (a SIGINT arrives between
-        spins): received messages are never lost on shutdown."""
+    # On shutdown the recorder keeps taking until nothing new arrived for DRAIN_QUIET_S (at most DRAIN_MAX_S): when
+    # a whole graph is stopped at once, the last actions its controller sent are still on their way to a recorder
+    # that is behind (a loaded machine: 2 of 59 actions were missing from a recorded follow run before this).
+    DRAIN_QUIET_S = 0.2
+    DRAIN_MAX_S = 1.0
+
+    def _take_all(self) -> int:
+        """Take what DDS already delivered but the executor has not handed out yet; returns how many."""
+        n = 0
         for topic, (sub, _) in list(self.subs.items()):
             if sub is None:
                 continue
@@ -307,6 +313,20 @@ class Recorder(Node):
                 if taken is None:
                     break
                 self._on_message(topic, taken[0])
+                n += 1
+        return n
+
+    def _drain(self):
+        """Received messages are never lost on shutdown (a SIGINT arrives between spins), nor those still in
+        flight (see DRAIN_QUIET_S)."""
+        start = last_new = time.monotonic()
+        while True:
+            if self._take_all():
+                last_new = time.monotonic()
+            now = time.monotonic()
+            if now - last_new >= self.DRAIN_QUIET_S or now - start >= self.DRAIN_MAX_S:
+                return
+            time.sleep(0.02)
 
     def close(self):
         """Finish every open bag (index, summary, metadata.yaml) so that it is complete and readable."""
