@@ -142,7 +142,7 @@ def sweep(args, model, paths, results, bl, t0):
                 results[(name, K)] = summary(run(model, paths, name, K, H, args.seeds), bl)
             print(f'  ... {name} K={K} done ({time.time() - t0:.0f} s)', file=sys.stderr, flush=True)
     rows = []
-    for (name, K), s in sorted(results.items(), key=lambda kv: (PLANNERS.index(kv[0][0]), kv[0][1])):
+    for (name, K), s in sorted(results.items(), key=lambda kv: (list(PLANNERS).index(kv[0][0]), kv[0][1])):
         rows.append([name, K, f'{s["mean_cte"]:.3f}', f'{s["worst_cte"]:.3f}', f'{s["worst_completion"]:.2f}',
                      f'{s["u_turn_steps"]:.0f}', f'{s["ms"]:.1f}', 'yes' if matches(s, demo) else 'no'])
     print('### Every planner and K\n')
