@@ -160,23 +160,33 @@ def test_losing_the_workstation_stops_the_robot_within_one_watchdog_period(linke
     assert split.stop('offboard') == 0, split.output('offboard')[-3000:]
     bags = find_bags([tmp_path / 'bags'])
     assert bags, split.output('offboard')[-3000:]
-    states, actions = [], []
+    states, actions, received = [], [], {}
     with AnyReader(bags, default_typestore=package_typestore()) as reader:
-        for conn, _, raw in reader.messages():
+        for conn, log_ns, raw in reader.messages():
             msg = reader.deserialize(raw, conn.msgtype)
+            received[id(msg)] = log_ns * 1e-9           # the recorder's wall clock when it took the message
             (states if conn.topic == '/mbmf/state' else actions if conn.topic == '/mbmf/action' else []).append(msg)
-    flagged = [m for m in states if 'watchdog_stop' in m.flags]
-    assert flagged, 'the robot never said its watchdog stopped it'
     def t(m):
         return m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec
 
     states = sorted({t(m): m for m in states}.values(), key=t)
-    last = max(i for i, m in enumerate(states) if 'watchdog_stop' in m.flags)
-    first = last
-    while first > 0 and 'watchdog_stop' in states[first - 1].flags:
-        first -= 1                       # the start of the stop that the link cut caused
-    after = states[last + 1:]
-    late = [a for a in actions if t(a) >= t(states[first])]
+    flagged = [i for i, m in enumerate(states) if 'watchdog_stop' in m.flags]
+    if flagged:
+        last = flagged[-1]
+        first = last
+        while first > 0 and 'watchdog_stop' in states[first - 1].flags:
+            first -= 1                   # the start of the stop that the link cut caused
+        after = states[last + 1:]
+        late = [a for a in actions if t(a) >= t(states[first])]
+    else:
+        # The waypoint manager saw a flagged state (its log, above), but the recorder can miss the few that cross
+        # the restored link before the zero actions arrive (seen once in a full-suite run). Then the stop is
+        # found by the clocks: the last state the recorder took before the link was restored is the cut (the
+        # states of the cut arrive after it); the robot stopped within one watchdog period of it (asserted
+        # above) and its legs came to rest within 0.5 s more.
+        cut = max(t(m) for m in states if received[id(m)] <= restored)
+        after = [m for m in states if t(m) > cut + WATCHDOG_S + 0.5 and received[id(m)] > resumed]
+        late = [a for a in actions if t(a) >= cut + WATCHDOG_S]
     assert len(after) >= 10, f'{len(after)} states after the link came back'
     # Every action since the robot said it had stopped is zero: the old plan never resumed ...
     assert late and all(not any(a.values) for a in late), [list(a.values) for a in late if any(a.values)][:5]
