@@ -293,19 +293,9 @@ class Recorder(Node):
             if b is not None:
                 b.flush()
 
-    # On shutdown the recorder keeps taking what was published before the stop until none of it arrived for
-    # DRAIN_QUIET_S (at most DRAIN_MAX_S): when a whole graph is stopped at once, the last actions its controller
-    # sent are still on their way to a recorder that is behind (a loaded machine: 2 of 59 actions were missing
-    # from a recorded follow run before this). What was published after the stop is not this recording's: a
-    # robot that keeps publishing would otherwise be recorded into its next watchdog stop.
-    DRAIN_QUIET_S = 0.2
-    DRAIN_MAX_S = 1.0
-
-    def _take_all(self, published_before_ns: int | None = None) -> int:
-        """Take what DDS already delivered but the executor has not handed out yet (only what its publisher sent
-        before ``published_before_ns``, system clock, when given; the rest is taken and dropped); returns how
-        many were kept."""
-        n = 0
+    def _drain(self):
+        """Take what DDS already delivered but the executor has not handed out yet (a SIGINT arrives between
+        spins): received messages are never lost on shutdown."""
         for topic, (sub, _) in list(self.subs.items()):
             if sub is None:
                 continue
@@ -316,25 +306,7 @@ class Recorder(Node):
                     break
                 if taken is None:
                     break
-                msg, info = taken
-                if published_before_ns is not None and info.get('source_timestamp', 0) > published_before_ns:
-                    continue
-                self._on_message(topic, msg)
-                n += 1
-        return n
-
-    def _drain(self):
-        """Received messages are never lost on shutdown (a SIGINT arrives between spins), nor those still in
-        flight (see DRAIN_QUIET_S)."""
-        stop_ns = time.time_ns()
-        start = last_new = time.monotonic()
-        while True:
-            if self._take_all(stop_ns):
-                last_new = time.monotonic()
-            now = time.monotonic()
-            if now - last_new >= self.DRAIN_QUIET_S or now - start >= self.DRAIN_MAX_S:
-                return
-            time.sleep(0.02)
+                self._on_message(topic, taken[0])
 
     def close(self):
         """Finish every open bag (index, summary, metadata.yaml) so that it is complete and readable."""
