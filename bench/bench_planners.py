@@ -32,8 +32,8 @@ from common import (add_clock_argument, header_lines, interleaved, measure_peaks
 from mbmf_ros.core.agents import get_agent  # noqa: E402
 from mbmf_ros.core.dynamics import DynamicsModel  # noqa: E402
 from mbmf_ros.core.planners import PLANNERS, make_planner  # noqa: E402
-from mbmf_ros.core.rollout import (chunk_spans, default_chunk_rows, pack_linear_weight, resolve_kernel,  # noqa: E402
-                                   worker_pool)
+from mbmf_ros.core.rollout import (chunk_spans, default_chunk_rows, onednn_linear, pack_linear_weight,  # noqa: E402
+                                   resolve_kernel, worker_pool)
 from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask  # noqa: E402
 from mbmf_ros.core.waypoints import WaypointPath  # noqa: E402
 from mbmf_ros.graphs import default_model_path, resolve_path  # noqa: E402
@@ -97,8 +97,7 @@ def matmuls_only(model, K: int, H: int, precision: str):
                     h = x[:k1 - k0]
                     for i, (w, wt, b) in enumerate(zip(ws, wts, bs)):
                         if onednn:
-                            h = torch.ops.mkldnn._linear_pointwise.default(h, wt, b, 'none' if i == last else 'relu',
-                                                                           [], '')
+                            h = onednn_linear(h, wt, b, 'none' if i == last else 'relu')
                             continue
                         torch.addmm(b, h, w, out=hs[i][:k1 - k0])
                         h = hs[i][:k1 - k0]

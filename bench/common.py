@@ -96,9 +96,8 @@ def measure_peaks(sizes=(1024, 2048), seconds: float = 0.4) -> dict:
     threads as torch (left alone it used every CPU: with --threads 1 the "1-thread" ceiling was a 2-thread one);
     where its thread count cannot be set, numpy is left out (0) unless torch uses every CPU anyway.
     """
-    from mbmf_ros.core.rollout import onednn_available
+    from mbmf_ros.core.rollout import onednn_available, onednn_linear
     onednn = onednn_available()
-    linear = torch.ops.mkldnn._linear_pointwise if onednn else None
     out = {'f32_torch': 0.0, 'f32_onednn': 0.0, 'f32_numpy': 0.0, 'bf16': 0.0}
     numpy_ok = numpy_blas_threads(torch.get_num_threads()) or torch.get_num_threads() == os.cpu_count()
     for n in sizes:
@@ -110,9 +109,9 @@ def measure_peaks(sizes=(1024, 2048), seconds: float = 0.4) -> dict:
         cb = torch.empty(n, n, dtype=torch.bfloat16)
         out['bf16'] = max(out['bf16'], _best_rate(lambda: torch.mm(ab, bb, out=cb), flops, seconds))
         if onednn:          # an inner product of n rows, n inputs, n outputs: the same 2 n^3 FLOP
-            out['f32_onednn'] = max(out['f32_onednn'], _best_rate(lambda: linear(a, b, None, 'none', [], ''),
+            out['f32_onednn'] = max(out['f32_onednn'], _best_rate(lambda: onednn_linear(a, b, None, 'none'),
                                                                     flops, seconds))
-            out['bf16'] = max(out['bf16'], _best_rate(lambda: linear(ab, bb, None, 'none', [], ''), flops, seconds))
+            out['bf16'] = max(out['bf16'], _best_rate(lambda: onednn_linear(ab, bb, None, 'none'), flops, seconds))
         an, bn = a.numpy(), b.numpy()
         cn = np.empty((n, n), dtype=np.float32)
         if numpy_ok:

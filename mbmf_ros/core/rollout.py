@@ -126,7 +126,7 @@ def default_chunk_rows(kernel: str, dtype: torch.dtype) -> int:
     return DEFAULT_CHUNK_ROWS_ONEDNN_FLOAT32 if kernel == 'onednn' and dtype == torch.float32 else DEFAULT_CHUNK_ROWS
 
 
-def _linear(x, w, b, attr):
+def onednn_linear(x, w, b, attr: str):
     """oneDNN's inner product x @ w.T + b with ``attr`` ('relu' | 'none') fused; its default overload called
     directly (the op packet would match the overloads on every call)."""
     return torch.ops.mkldnn._linear_pointwise.default(x, w, b, attr, [], '')
@@ -271,10 +271,9 @@ class MLPRollout:
         buffers per worker: allocated once per (K, H, workers)."""
         key = (K, H, workers)
         if self._buffers_key != key:
-            E, S, dev, dt = self.members, self.state_dim, self.device, self.dtype
+            E, S, dev = self.members, self.state_dim, self.device
             self.spans = chunk_spans(K, self.chunk_rows, workers)
             c = max(k1 - k0 for k0, k1 in self.spans)
-            lead = (c,) if E == 1 else (E, c)
             self.states_buf = torch.empty(H + 1, E, K, S, device=dev)
             self.returns_buf = torch.empty(E, K, device=dev)
             self.scratch = [self._chunk_buffers(c, H) for _ in range(min(workers, len(self.spans)))]
@@ -400,9 +399,9 @@ class MLPRollout:
         """One member's network on inputs x (c, R + A) -> its output (c, S): oneDNN inner products with the bias
         and ReLU fused."""
         for w, b in layers[:-1]:
-            x = _linear(x, w, b, 'relu')
+            x = onednn_linear(x, w, b, 'relu')
         w, b = layers[-1]
-        return _linear(x, w, b, 'none')
+        return onednn_linear(x, w, b, 'none')
 
     def _network_blas(self, x, hs, out_t, delta_t):
         """The network on inputs x (c, R + A) or (E, c, R + A) -> the float32 delta (E, c, S), a transposed view

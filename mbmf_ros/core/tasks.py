@@ -444,13 +444,13 @@ def make_task(name: str, spec=None, path: WaypointPath | None = None, **kwargs) 
     With ``spec``, the task plans with the agent's height and pitch bands."""
     if name in ('trajectory_following', 'follow', 'tf'):
         task = TrajectoryFollowingTask(path, **kwargs)
+        if spec is not None:
+            task.height_band = height_band_for(spec)
+            task.pitch_band = pitch_band_for(spec)
     elif name in ('moving_forward', 'forward', 'f'):
         if spec is None:
             raise ValueError('make_task: moving_forward needs the agent spec')
-        task = MovingForwardTask.for_agent(spec, planning=True)
+        task = MovingForwardTask.for_agent(spec, planning=True)      # with the bands (planning=True)
     else:
         raise ValueError(f'unknown task {name!r}; expected one of trajectory_following, moving_forward')
-    if spec is not None:
-        task.height_band = height_band_for(spec)
-        task.pitch_band = pitch_band_for(spec)
     return task
