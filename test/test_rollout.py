@@ -14,8 +14,8 @@ import torch
 from mbmf_ros.core.agents import get_agent
 from mbmf_ros.core.dynamics import DynamicsModel
 from mbmf_ros.core.planners import Planner, coloured_noise, make_planner
-from mbmf_ros.core.rollout import (MLPRollout, chunk_spans, onednn_available, resolve_device, resolve_kernel,
-                                   resolve_precision)
+from mbmf_ros.core.rollout import (REFINE_MIN_ERRORS, MLPRollout, chunk_spans, onednn_available, resolve_device,
+                                   resolve_kernel, resolve_precision)
 from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask
 from mbmf_ros.core.training import TrainConfig, train_dynamics
 from mbmf_ros.core.waypoints import WaypointPath
@@ -95,6 +95,42 @@ def test_bfloat16_rollout_keeps_states_float32_and_ranks_alike():
     torch.testing.assert_close(s2[:, best], s0[:, best], rtol=1e-4, atol=1e-5)
 
 
+def test_random_shooting_skips_the_float32_reroll_only_for_a_clear_winner():
+    """bfloat16 with refine_margin: every rollout re-rolls its best candidates in float32 until enough of its
+    errors are known; then a rollout whose caller uses only the winner (best_only) skips the re-roll when the
+    winner leads the second by more than refine_margin x the 99th percentile of those errors, and not otherwise;
+    a caller that ranks more than the winner (best_only False) always gets it."""
+    spec, model = _model()
+    task = TrajectoryFollowingTask(WaypointPath([[0, 0], [1.0, 0.0]]), lookahead_m=0.5)
+    state = _state(spec)
+    task.update(state.numpy())
+    actions = torch.rand(200, 8, spec.action_dim, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    roll = MLPRollout(model, 'bfloat16', refine_fraction=0.01, refine_margin=4.0)
+    for _ in range(REFINE_MIN_ERRORS // 8):                  # 8 candidates re-rolled each time
+        roll.rollout(model, task, state, actions, best_only=True)
+    assert (roll.refines, roll.refine_skips) == (REFINE_MIN_ERRORS // 8, 0)
+    r16 = MLPRollout(model, 'bfloat16').rollout(model, task, state, actions)[0].clone()
+    r32 = MLPRollout(model, 'float32').rollout(model, task, state, actions)[0]
+    first, second = torch.topk(r16, 2).values.tolist()
+    bound = roll._error_bound
+    errors = (r16 - r32).abs()[torch.topk(r16, 8).indices]
+    assert 0 < bound <= float(errors.max())
+    roll.refine_margin = 0.5 * (first - second) / bound       # a clear winner at this margin
+    r, _ = roll.rollout(model, task, state, actions, best_only=True)
+    assert roll.refine_skips == 1 and torch.equal(r, r16)      # nothing re-rolled
+    r, _ = roll.rollout(model, task, state, actions)
+    assert roll.refine_skips == 1 and not torch.equal(r, r16)
+    roll.refine_margin = 2.0 * (first - second) / bound       # not clear at this one
+    refines = roll.refines
+    r, _ = roll.rollout(model, task, state, actions, best_only=True)
+    assert (roll.refines, roll.refine_skips) == (refines + 1, 1) and int(r.argmax()) == int(r32.argmax())
+    tie = torch.cat([actions, actions[int(r16.argmax())][None]])     # the winner twice: a gap of 0
+    roll.rollout(model, task, state, tie, best_only=True)
+    assert (roll.refines, roll.refine_skips) == (refines + 2, 1)
+    with pytest.raises(ValueError, match='refine_margin'):
+        MLPRollout(model, 'bfloat16', refine_margin=-1)
+
+
 class ThreadRecordingTask(TrajectoryFollowingTask):
     """Records the thread of every step_rewards call (the rollout calls it once per chunk)."""
 
@@ -125,9 +161,10 @@ def test_concurrent_chunks_give_the_serial_result(members, precision):
     task.threads.clear()
     r2, s2 = MLPRollout(model, precision, chunk_rows=64, workers=2, refine_fraction=0.01).rollout(
         model, task, state, actions)
-    # Every chunk on a worker, the re-roll of the best 8 too (one chunk: on the caller's threads torch would
-    # split its small ops and the threads spin on each other).
-    assert len(task.threads) == 4 + refine and all(n.startswith('mlp-rollout') for n in task.threads), task.threads
+    # Every chunk on a worker; the re-roll of the best 8 on the caller's thread, single-threaded (a worker's
+    # hand-over costs more than those few rows).
+    assert len(task.threads) == 4 + refine and all(n.startswith('mlp-rollout') for n in task.threads[:4])
+    assert task.threads[4:] == ['MainThread'] * refine, task.threads
     assert torch.get_num_threads() == threads
     torch.testing.assert_close(r2, r1, rtol=0, atol=0)
     torch.testing.assert_close(s2, s1, rtol=0, atol=0)

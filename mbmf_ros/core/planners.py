@@ -23,7 +23,8 @@ task and states give the same actions.
 With a ``DynamicsModel`` the rollout runs through ``core.rollout.MLPRollout`` (normaliser folded into the
 weights, chunked, preallocated; ``precision`` float32 or bfloat16 with float32 states and reward sums) on
 ``device`` (cpu | cuda | auto); any other model is called through ``predict`` step by step. The defaults of
-precision, device, kernel, chunk_rows, workers, refine_fraction and the iCEM settings are in config/planners.yaml.
+precision, device, kernel, chunk_rows, workers, refine_fraction, refine_margin and the iCEM settings are in
+config/planners.yaml.
 """
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ class Planner:
     keep_candidates: how many of the best candidates' predicted states to return for plotting.
     precision: 'float32' | 'bfloat16' of the model's weights and activations in the rollout (states and reward
     sums stay float32); device: 'cpu' | 'cuda' | 'auto'; chunk_rows: candidates per chunk (0/None: default);
-    refine_fraction: in bfloat16, the share of best candidates re-rolled in float32 (core.rollout); workers:
+    refine_fraction: in bfloat16, the share of best candidates re-rolled in float32 (core.rollout); refine_margin:
+    random shooting skips that re-roll when its winner leads by more than this many bfloat16 errors; workers:
     threads rolling chunks of candidates concurrently (0: one per torch thread; core.rollout); kernel: 'auto' |
     'onednn' | 'blas', the CPU matmul kernel of the rollout (core.rollout).
     """
@@ -119,7 +121,7 @@ class Planner:
     def __init__(self, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,
                  keep_candidates: int = 0, dtype=torch.float32, precision: str = 'float32', device: str = 'cpu',
                  chunk_rows: int | None = None, refine_fraction: float = 0.0, workers: int = 0,
-                 kernel: str = 'auto'):
+                 kernel: str = 'auto', refine_margin: float = 0.0):
         if int(action_dim) < 1 or int(horizon) < 1 or int(num_samples) < 1:
             raise ValueError(f'{self.name}: action_dim, horizon and num_samples must be >= 1, found '
                              f'{action_dim}, {horizon}, {num_samples}')
@@ -130,6 +132,7 @@ class Planner:
         self.device = resolve_device(device)
         self.chunk_rows = int(chunk_rows or 0) or None
         self.refine_fraction = float(refine_fraction)
+        self.refine_margin = float(refine_margin)
         self.kernel = resolve_kernel(kernel, self.device)
         self.workers = int(workers or 0)
         self._fast: MLPRollout | None = None
@@ -155,12 +158,13 @@ class Planner:
         prev = self._previous
         return torch.cat([prev[1:], prev[-1:]], 0)
 
-    def rollout(self, model, task, state, actions):
+    def rollout(self, model, task, state, actions, best_only: bool = False):
         """Roll K sequences actions (K, H, A) from ``state`` (S,).
 
         Returns (returns (K,) mean over members, states (E, K, H+1, S)). With a DynamicsModel: the fast path
         (core.rollout, same rules; ``states`` is then a view of a buffer that the next rollout of the same K, H
-        reuses).
+        reuses). best_only: the planner uses only the best candidate (the fast path may then skip its float32
+        re-roll of the best bfloat16 candidates when the winner is clear; core.rollout).
 
         A candidate whose predicted states or rewards turn non-finite under any member scores -inf (it ranks
         last; a NaN would otherwise win an argmax). With a task that has ``healthy(next_states) -> (E, K)
@@ -171,8 +175,8 @@ class Planner:
         if supports(model):
             if self._fast is None:
                 self._fast = MLPRollout(model, self.precision, self.device, self.chunk_rows, self.refine_fraction,
-                                        self.workers, self.kernel)
-            return self._fast.rollout(model, task, state, actions, self._threads)
+                                        self.workers, self.kernel, self.refine_margin)
+            return self._fast.rollout(model, task, state, actions, self._threads, best_only)
         K, H, _ = actions.shape
         E = _num_members(model)
         cur = state.to(self.dtype).expand(K, -1)
@@ -275,7 +279,7 @@ class RandomShootingPlanner(Planner):
     def _optimise(self, model, task, state):
         K, H, A = self.num_samples, self.horizon, self.action_dim
         actions = torch.rand(K, H, A, generator=self.generator, dtype=self.dtype, device=self.device) * 2.0 - 1.0
-        returns, states = self.rollout(model, task, state, actions)
+        returns, states = self.rollout(model, task, state, actions, best_only=True)
         best = int(torch.argmax(returns))
         return actions[best], returns[best], states[:, best], self._candidates(returns, states), {}
 
@@ -516,13 +520,14 @@ PLANNER_CLASSES = PLANNERS     # the registry under its former name
 def make_planner(name: str, action_dim: int, horizon: int, num_samples: int, seed: int | None = None,
                  **kwargs) -> Planner:
     """A planner by name, one of PLANNERS ('rs' = random_shooting; kwargs go to its constructor; precision,
-    device, chunk_rows, workers, kernel and the iCEM settings default to config/planners.yaml)."""
+    device, chunk_rows, refine_fraction, refine_margin, workers, kernel and the iCEM settings default to
+    config/planners.yaml)."""
     classes = dict(PLANNERS, rs=RandomShootingPlanner)
     if name not in classes:
         raise ValueError(f'unknown planner {name!r}; expected one of {list(PLANNERS)}')
     settings = planner_settings()
-    defaults = {k: settings[k] for k in ('precision', 'device', 'chunk_rows', 'refine_fraction', 'workers', 'kernel')
-                if k in settings}
+    defaults = {k: settings[k] for k in ('precision', 'device', 'chunk_rows', 'refine_fraction', 'refine_margin',
+                                         'workers', 'kernel') if k in settings}
     if classes[name] is ICEMPlanner:
         defaults.update(settings.get('icem') or {})
     return classes[name](action_dim, horizon, num_samples, seed, **{**defaults, **kwargs})
