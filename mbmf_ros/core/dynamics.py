@@ -38,6 +38,13 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+def renormalise_views_(sn, cs, block, norm) -> None:
+    """The arithmetic of ``DynamicsModel.renormalise_pairs_`` on views made beforehand (``pair_views``): block
+    (..., pairs, 2) divided in place by the pairs' norms, kept >= 1e-6; norm: a buffer (..., pairs, 1)."""
+    torch.hypot(sn, cs, out=norm[..., 0])
+    block.div_(norm.clamp_min_(1e-6))
+
+
 class DynamicsModel(nn.Module):
     """s_{t+1} = apply_delta(s_t, f(s_t[3:], a_t)).
 
@@ -165,12 +172,10 @@ class DynamicsModel(nn.Module):
         unit circle, in place (a view of a larger buffer is fine). Returns ``rest``."""
         if not self._sin_idx:
             return rest
-        if self._pairs_block is not None:       # sin, cos, sin, cos, ... in one block: strided views, no gather
-            a, b = (i - POSE_DIM for i in self._pairs_block)
-            sn, cs = rest[..., a:b:2], rest[..., a + 1:b:2]
-            norm = torch.hypot(sn, cs).clamp_min_(1e-6)
-            sn.div_(norm)
-            cs.div_(norm)
+        views = self.pair_views(rest)
+        if views is not None:                   # sin, cos, sin, cos, ... in one block: strided views, no gather
+            renormalise_views_(*views, torch.empty(views[2].shape[:-1] + (1,), dtype=rest.dtype,
+                                                   device=rest.device))
         else:
             si, ci = [i - POSE_DIM for i in self._sin_idx], [i - POSE_DIM for i in self._cos_idx]
             sn, cs = rest[..., si], rest[..., ci]
@@ -178,6 +183,15 @@ class DynamicsModel(nn.Module):
             rest[..., si] = sn / norm
             rest[..., ci] = cs / norm
         return rest
+
+    def pair_views(self, rest):
+        """(sin, cos, block) views of ``rest`` (..., S - 3) when the (sin, cos) pairs are interleaved in one
+        block (the hexapod's layout): block (..., pairs, 2), sin and cos (..., pairs) of it; else None."""
+        if self._pairs_block is None:
+            return None
+        a, b = (i - POSE_DIM for i in self._pairs_block)
+        block = rest[..., a:b].unflatten(-1, ((b - a) // 2, 2))
+        return block[..., 0], block[..., 1], block
 
     def _broadcast(self, states, actions):
         states = torch.as_tensor(states)

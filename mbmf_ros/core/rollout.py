@@ -39,11 +39,13 @@ import collections
 import math
 import os
 import threading
+from types import SimpleNamespace
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import torch
 
+from mbmf_ros.core.dynamics import renormalise_views_
 from mbmf_ros.core.state import POSE_DIM, integrate_poses_
 
 PRECISIONS = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
@@ -294,23 +296,61 @@ class MLPRollout:
             self.states_buf = torch.empty(H + 1, E, K, S, device=dev)
             self.returns_buf = torch.empty(E, K, device=dev)
             self.scratch = [self._chunk_buffers(c, H) for _ in range(min(workers, len(self.spans)))]
+            self._views = {}
             self._buffers_key = key
         return self.states_buf
 
-    def _chunk_buffers(self, c: int, H: int) -> tuple:
-        """One worker's buffers for chunks of up to c rows: the network's inputs of all H steps (H, c, R + A) (the
-        actions are written in once per chunk) and the float32 pose deltas of all H steps (H, E, c, 3); with the
-        BLAS kernel also the hidden layers' activations (c, width), the last layer's output (E, S, c)
-        (transposed) and the float32 delta (E, S, c) (in float32: the output itself)."""
+    def _chunk_buffers(self, c: int, H: int) -> SimpleNamespace:
+        """One worker's buffers for chunks of up to c rows: the network's inputs of all H steps ``x`` (H, c, R + A)
+        (the actions are written in once per chunk), the float32 network outputs of all H steps ``y`` (H, E, c, S)
+        (their pose deltas feed integrate_poses_), the norms of the (sin, cos) pairs ``norm`` (up to E x c x S);
+        with the BLAS kernel also the hidden layers' activations (c, width), the last layer's output ``out``
+        (E, S, c) (transposed) and the float32 delta ``delta`` (E, S, c) (in float32: the output itself)."""
         E, S, dev, dt = self.members, self.state_dim, self.device, self.dtype
         lead = (c,) if E == 1 else (E, c)
-        x = torch.empty(H, *lead, self.rest_dim + self.action_dim, device=dev, dtype=dt)
-        dpose = torch.empty(H, E, c, POSE_DIM, device=dev)
-        if self.kernel == 'onednn':                 # its inner products allocate their outputs
-            return x, [], None, None, dpose
-        delta = torch.empty(E, S, c, device=dev)
-        out = delta if dt == torch.float32 else torch.empty(E, S, c, device=dev, dtype=dt)
-        return x, [torch.empty(*lead, w, device=dev, dtype=dt) for w in self.widths], out, delta, dpose
+        b = SimpleNamespace(x=torch.empty(H, *lead, self.rest_dim + self.action_dim, device=dev, dtype=dt),
+                            y=torch.empty(H * E * c * S, device=dev), hidden=[], out=None, delta=None,
+                            norm=torch.empty(E * c * S, device=dev))
+        if self.kernel != 'onednn':                 # oneDNN's inner products allocate their outputs
+            b.delta = torch.empty(E, S, c, device=dev)
+            b.out = b.delta if dt == torch.float32 else torch.empty(E, S, c, device=dev, dtype=dt)
+            b.hidden = [torch.empty(*lead, w, device=dev, dtype=dt) for w in self.widths]
+        return b
+
+    def _chunk_views(self, model, k0: int, k1: int, H: int, b: SimpleNamespace) -> SimpleNamespace:
+        """Every view the H steps of chunk k0:k1 read and write, on worker buffers ``b``: made once per (chunk,
+        worker) and kept with the buffers, so the loop makes no Python-level slicing calls (on two workers the
+        Python work of one chunk is what the other's matmuls wait on)."""
+        key = (k0, k1, id(b))
+        v = self._views.get(key)
+        if v is not None:
+            return v
+        E, R, S, c = self.members, self.rest_dim, self.state_dim, k1 - k0
+        one = E == 1
+        chunk = self.states_buf[:, :, k0:k1]                            # (H+1, E, c, S) float32
+        rests = chunk[..., POSE_DIM:]                                   # (H+1, E, c, R)
+        xs = b.x[:, :c] if one else b.x[:, :, :c]                       # (H, c, R + A) or (H, E, c, R + A)
+        ys = b.y[:H * E * c * S].view(H, E, c, S)                       # contiguous: torch.stack writes into it
+        v = SimpleNamespace(chunk=chunk, xs=xs, x_acts=xs[..., R:], ys=ys, ys_stacked=ys.view(H * E, c, S),
+                            dpose=ys[..., :POSE_DIM], steps=[])
+        if self.kernel != 'onednn':
+            v.hidden = [h[:c] if one else h[:, :c] for h in b.hidden]
+            v.out, v.delta = b.out[:, :, :c], b.delta[:, :, :c]        # (E, S, c)
+        pair_views = getattr(model, 'pair_views', lambda rest: None)
+        for t in range(H):
+            rest, nxt, x = rests[t], rests[t + 1], xs[t]
+            step = SimpleNamespace(
+                x=x, x_rest=x[..., :R], rest_in=rest[0] if one else rest, rest=rest, nxt=nxt, y=ys[t],
+                y_rest=ys[t][..., POSE_DIM:],
+                members=[(x if one else x[e], rest[e], nxt[e], ys[t, e], ys[t, e][:, POSE_DIM:]) for e in range(E)],
+                pairs=None)
+            views = pair_views(nxt)                 # (sin, cos) interleaved in one block: see renormalise_pairs_
+            if views is not None:
+                n = views[2].shape[-2]
+                step.pairs = views + (b.norm[:E * c * n].view(E, c, n, 1),)
+            v.steps.append(step)
+        self._views[key] = v
+        return v
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def rollout(self, model, task, state, actions, threads: int | None = None, best_only: bool = False):
@@ -364,57 +404,52 @@ class MLPRollout:
                 self._refine(model, task, state, actions, returns, out_states)
         return returns, out_states
 
-    def _chunk(self, model, task, actions, k0: int, k1: int, scratch) -> None:
+    def _chunk(self, model, task, actions, k0: int, k1: int, b: SimpleNamespace) -> None:
         """Roll candidates k0:k1 through all H steps and write their states and summed rewards in place.
 
         The network sees only the state without its pose (core.state), so the H steps' loop carries that part
         alone (inputs, network, + delta, (sin, cos) pairs renormalised: the fewest Python calls per step, which
-        is what two workers' matmuls wait on) and keeps each step's pose delta; the poses of all H steps follow
-        in one pass (core.state.integrate_poses_)."""
-        x_buf, h_bufs, out_buf, delta_buf, dpose_buf = scratch
-        E, R, H, c = self.members, self.rest_dim, actions.shape[1], k1 - k0
-        chunk = self.states_buf[:, :, k0:k1]                            # (H+1, E, c, S) float32
-        rests = chunk[..., POSE_DIM:]                                   # (H+1, E, c, R)
-        dpose = dpose_buf[:, :, :c]                                     # (H, E, c, 3)
-        xs = x_buf[:, :c] if E == 1 else x_buf[:, :, :c]                # (H, c, R + A) or (H, E, c, R + A)
+        is what two workers' matmuls wait on) and keeps each step's output; the poses of all H steps follow in
+        one pass (core.state.integrate_poses_) from the outputs' pose deltas."""
+        H = actions.shape[1]
+        v = self._chunk_views(model, k0, k1, H, b)
         acts = actions[k0:k1].transpose(0, 1)                           # (H, c, A)
-        xs[..., R:].copy_(acts if E == 1 else acts.unsqueeze(1))
-        if self.kernel != 'onednn':
-            hs = [h[:c] if E == 1 else h[:, :c] for h in h_bufs]
-            out_t, delta_t = out_buf[:, :, :c], delta_buf[:, :, :c]    # (E, S, c)
-        for t in range(H):
-            rest, nxt, x = rests[t], rests[t + 1], xs[t]
+        v.x_acts.copy_(acts if self.members == 1 else acts.unsqueeze(1))
+        shift, onednn, float32 = self.out_shift, self.kernel == 'onednn', self.in_shift is None
+        outputs = []                                # float32 on oneDNN: its inner products' own outputs
+        for st in v.steps:
             # Inputs [s[3:], a]: the normaliser is in the first layer's weights (float32) or centred here in
             # float32 before the cast (bfloat16).
-            if self.in_shift is None:
-                x[..., :R].copy_(rest[0] if E == 1 else rest)
+            if float32:
+                st.x_rest.copy_(st.rest_in)
             else:
-                torch.sub(rest[0] if E == 1 else rest, self.in_shift, out=x[..., :R])
-            if self.kernel == 'onednn':
-                for e, layers in enumerate(self.linear):
-                    y = self._network_onednn(x if E == 1 else x[e], layers)        # (c, S), self.dtype
-                    self._advance(rest[e], y, nxt[e], dpose[t, e], self.out_shift)
+                torch.sub(st.rest_in, self.in_shift, out=st.x_rest)
+            if onednn:
+                for layers, (x, rest, nxt, y_out, y_rest) in zip(self.linear, st.members):
+                    y = self._network_onednn(x, layers)                 # (c, S), self.dtype
+                    if shift is None:                                   # float32: the output in physical units
+                        outputs.append(y)
+                        torch.add(rest, y[:, POSE_DIM:], out=nxt)
+                    else:       # bfloat16 + its output mean in float32 (one mixed-type op; the rest float32)
+                        torch.add(y, shift, out=y_out)
+                        torch.add(rest, y_rest, out=nxt)
             else:
-                self._advance(rest, self._network_blas(x, hs, out_t, delta_t), nxt, dpose[t], None)
-            model.renormalise_pairs_(nxt)
-        integrate_poses_(chunk[..., :POSE_DIM], dpose)
+                st.y.copy_(self._network_blas(st.x, v.hidden, v.out, v.delta))
+                torch.add(st.rest, st.y_rest, out=st.nxt)
+            if st.pairs is None:
+                model.renormalise_pairs_(st.nxt)
+            else:                                   # renormalise_pairs_ with its views made once
+                renormalise_views_(*st.pairs)
+        if outputs:
+            torch.stack(outputs, out=v.ys_stacked)
+        chunk = v.chunk
+        integrate_poses_(chunk[..., :POSE_DIM], v.dpose)
         # All H rewards of the chunk in one call: states (E, c, H+1, S) -> rewards (E, c, H).
         # Whether every predicted state is finite, as whether their sum is (an overflow beyond 1e38 counts as
         # non-finite): summed over H first, in the buffer's own layout (H, E, c, S), it costs 1/25 of
         # isfinite().all() over the last dimensions.
         finite = torch.isfinite(chunk[1:].sum(0).sum(-1))
         self.returns_buf[:, k0:k1] = score(task, chunk.permute(1, 2, 0, 3), actions[k0:k1], finite)
-
-    @staticmethod
-    def _advance(rest, y, nxt, dpose, shift) -> None:
-        """One step of the state without its pose: nxt = rest + y[..., 3:], in float32; the pose delta
-        y[..., :3] kept in ``dpose`` for integrate_poses_. y: the network's output in physical units but for
-        the output mean ``shift`` (bfloat16), which is added to it in float32 first (one mixed-type op: the
-        others then run on float32 alone)."""
-        if shift is not None:
-            y = torch.add(y, shift)                                      # bfloat16 + float32 -> float32
-        torch.add(rest, y[..., POSE_DIM:], out=nxt)
-        dpose.copy_(y[..., :POSE_DIM])
 
     @staticmethod
     def _network_onednn(x, layers):
