@@ -309,7 +309,7 @@ class MLPRollout:
         E, S, dev, dt = self.members, self.state_dim, self.device, self.dtype
         lead = (c,) if E == 1 else (E, c)
         b = SimpleNamespace(x=torch.empty(H, *lead, self.rest_dim + self.action_dim, device=dev, dtype=dt),
-                            y=torch.empty(H * E * c * S, device=dev), hidden=[], out=None, delta=None,
+                            y=torch.empty(H, E, c, S, device=dev), hidden=[], out=None, delta=None,
                             norm=torch.empty(E * c * S, device=dev))
         if self.kernel != 'onednn':                 # oneDNN's inner products allocate their outputs
             b.delta = torch.empty(E, S, c, device=dev)
@@ -330,8 +330,8 @@ class MLPRollout:
         chunk = self.states_buf[:, :, k0:k1]                            # (H+1, E, c, S) float32
         rests = chunk[..., POSE_DIM:]                                   # (H+1, E, c, R)
         xs = b.x[:, :c] if one else b.x[:, :, :c]                       # (H, c, R + A) or (H, E, c, R + A)
-        ys = b.y[:H * E * c * S].view(H, E, c, S)                       # contiguous: torch.stack writes into it
-        v = SimpleNamespace(chunk=chunk, xs=xs, x_acts=xs[..., R:], ys=ys, ys_stacked=ys.view(H * E, c, S),
+        ys = b.y[:, :, :c]                                              # (H, E, c, S) float32
+        v = SimpleNamespace(chunk=chunk, xs=xs, x_acts=xs[..., R:], ys=ys,
                             dpose=ys[..., :POSE_DIM], steps=[])
         if self.kernel != 'onednn':
             v.hidden = [h[:c] if one else h[:, :c] for h in b.hidden]
@@ -342,7 +342,8 @@ class MLPRollout:
             step = SimpleNamespace(
                 x=x, x_rest=x[..., :R], rest_in=rest[0] if one else rest, rest=rest, nxt=nxt, y=ys[t],
                 y_rest=ys[t][..., POSE_DIM:],
-                members=[(x if one else x[e], rest[e], nxt[e], ys[t, e], ys[t, e][:, POSE_DIM:]) for e in range(E)],
+                members=[(x if one else x[e], rest[e], nxt[e], ys[t, e], ys[t, e][:, POSE_DIM:], ys[t, e][:, :POSE_DIM])
+                         for e in range(E)],
                 pairs=None)
             views = pair_views(nxt)                 # (sin, cos) interleaved in one block: see renormalise_pairs_
             if views is not None:
@@ -416,7 +417,6 @@ class MLPRollout:
         acts = actions[k0:k1].transpose(0, 1)                           # (H, c, A)
         v.x_acts.copy_(acts if self.members == 1 else acts.unsqueeze(1))
         shift, onednn, float32 = self.out_shift, self.kernel == 'onednn', self.in_shift is None
-        outputs = []                                # float32 on oneDNN: its inner products' own outputs
         for st in v.steps:
             # Inputs [s[3:], a]: the normaliser is in the first layer's weights (float32) or centred here in
             # float32 before the cast (bfloat16).
@@ -425,11 +425,11 @@ class MLPRollout:
             else:
                 torch.sub(st.rest_in, self.in_shift, out=st.x_rest)
             if onednn:
-                for layers, (x, rest, nxt, y_out, y_rest) in zip(self.linear, st.members):
+                for layers, (x, rest, nxt, y_out, y_rest, y_pose) in zip(self.linear, st.members):
                     y = self._network_onednn(x, layers)                 # (c, S), self.dtype
                     if shift is None:                                   # float32: the output in physical units
-                        outputs.append(y)
                         torch.add(rest, y[:, POSE_DIM:], out=nxt)
+                        y_pose.copy_(y[:, :POSE_DIM])
                     else:       # bfloat16 + its output mean in float32 (one mixed-type op; the rest float32)
                         torch.add(y, shift, out=y_out)
                         torch.add(rest, y_rest, out=nxt)
@@ -440,8 +440,6 @@ class MLPRollout:
                 model.renormalise_pairs_(st.nxt)
             else:                                   # renormalise_pairs_ with its views made once
                 renormalise_views_(*st.pairs)
-        if outputs:
-            torch.stack(outputs, out=v.ys_stacked)
         chunk = v.chunk
         integrate_poses_(chunk[..., :POSE_DIM], v.dpose)
         # All H rewards of the chunk in one call: states (E, c, H+1, S) -> rewards (E, c, H).
