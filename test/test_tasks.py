@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask, _project, make_task
+from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask, _project, _segments, make_task
 from mbmf_ros.core.waypoints import ProgressTracker, WaypointPath
 
 torch.set_num_threads(1)
@@ -305,7 +305,7 @@ def test_dense_path_rewards_a_simplified_window_and_tracks_the_given_path():
         perp_s, prog_s, _ = task.measure(states[..., :2])
         # The full projection onto the given path's segments of the same window.
         lo, hi = path.segment_window(got.segment, 0.5, got.progress_m)
-        perp, prog, _ = _project(states[..., :2], *[t[lo:hi] for t in path.as_tensors()[:4]])
+        perp, prog, _ = _project(states[..., :2], *_segments(*[t[lo:hi] for t in path.as_tensors()[:4]]))
         torch.testing.assert_close(perp_s, perp, rtol=0, atol=1.1e-4)
         gain_s, gain = prog_s.diff(dim=-1), prog.diff(dim=-1)
         torch.testing.assert_close(gain_s, gain, rtol=0, atol=2e-3)      # ~ offset / radius x chord / 2

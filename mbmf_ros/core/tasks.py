@@ -98,24 +98,31 @@ class Task:
                             for t in range(actions.shape[1])], -1)
 
 
-def _project(xy, starts, vectors, lengths, cum_starts):
+def _segments(starts, vectors, lengths, cum_starts) -> tuple:
+    """What ``_project`` needs of W segments, computed once per search window: (sx, sy, vx, vy, ux, uy, lengths,
+    cum_starts), each (W,), u = v / |v|^2."""
+    vx, vy = vectors[:, 0].contiguous(), vectors[:, 1].contiguous()
+    len2 = lengths * lengths
+    return (starts[:, 0].contiguous(), starts[:, 1].contiguous(), vx, vy, vx / len2, vy / len2, lengths,
+            cum_starts)
+
+
+def _project(xy, sx, sy, vx, vy, ux, uy, lengths, cum_starts):
     """Batched projection of points onto segments.
 
-    xy (..., 2); segments: starts/vectors (W, 2), lengths (W,), cum_starts (W,) arc length of each start, only
-    the W segments of the search window (slice them first: the temporaries are (..., W)).
-    Returns (perp (...,) m, progress (...,) m, segment (...,) long index into the W given segments).
-    x and y are handled as separate (..., W) tensors: reductions over a last dimension of 2 cost more than the
-    arithmetic itself.
+    xy (..., 2); segments: ``_segments`` of the W segments of the search window (slice them first: the
+    temporaries are (..., W)). Returns (perp (...,) m, progress (...,) m, segment (...,) long index into the W
+    given segments). x and y are handled as separate (..., W) tensors (reductions over a last dimension of 2
+    cost more than the arithmetic itself), in as few ops as the arithmetic allows: the planners' rollout calls
+    it from two workers at once, and each op's Python call is what the other worker may wait on.
     """
-    rx = xy[..., 0:1] - starts[:, 0]                                     # (..., W)
-    ry = xy[..., 1:2] - starts[:, 1]
-    vx, vy = vectors[:, 0], vectors[:, 1]
-    t = ((rx * vx + ry * vy) / (lengths * lengths)).clamp(0.0, 1.0)
-    dx, dy = rx - t * vx, ry - t * vy
-    dist2 = dx * dx + dy * dy
-    d2, seg = dist2.min(-1)
-    prog = torch.gather(cum_starts + t * lengths, -1, seg.unsqueeze(-1)).squeeze(-1)
-    return d2.clamp_min(0.0).sqrt(), prog, seg
+    rx = xy[..., 0:1] - sx                                               # (..., W)
+    ry = xy[..., 1:2] - sy
+    t = (rx * ux).addcmul_(ry, uy).clamp_(0.0, 1.0)
+    dx, dy = rx.addcmul_(t, vx, value=-1.0), ry.addcmul_(t, vy, value=-1.0)
+    d2, seg = dx.mul_(dx).addcmul_(dy, dy).min(-1)
+    prog = torch.gather(torch.addcmul(cum_starts, t, lengths), -1, seg.unsqueeze(-1)).squeeze(-1)
+    return d2.clamp_min_(0.0).sqrt_(), prog, seg
 
 
 class TrajectoryFollowingTask(Task):
@@ -210,6 +217,7 @@ class TrajectoryFollowingTask(Task):
         self._lo = lo
         self._window = tuple(t[lo:hi] for t in (self._starts, self._vectors, self._lengths, self._cum,
                                                  self._headings))
+        self._segments = _segments(*self._window[:4])
         self._cache = None      # (next_states tensor, its progress): the next step's ``states``
 
     def reset(self) -> None:
@@ -244,7 +252,7 @@ class TrajectoryFollowingTask(Task):
         """As ``measure``, the segment index relative to the window's first segment."""
         if self.path is None:
             raise RuntimeError('TrajectoryFollowingTask: no path set (set_path first)')
-        return _project(xy, *self._window[:4])
+        return _project(xy, *self._segments)
 
     def reward(self, states, actions, next_states):
         perp1, prog1, seg1 = self._measure(next_states[..., :2])
@@ -274,9 +282,10 @@ class TrajectoryFollowingTask(Task):
         perp, prog, seg = self._measure(xy)
         gain = prog[..., 1:] - prog[..., :-1]
         if self.clamp_progress:
-            step = (xy[..., 1:, :] - xy[..., :-1, :]).norm(dim=-1)
-            gain = torch.minimum(torch.maximum(gain, -step), step)
-        r = self.beta * gain - self.alpha * perp[..., 1:]
+            d = xy[..., 1:, :] - xy[..., :-1, :]
+            step = torch.hypot(d[..., 0], d[..., 1])
+            gain = torch.clamp(gain, -step, step)
+        r = torch.add(gain.mul_(self.beta), perp[..., 1:], alpha=-self.alpha)
         if self.heading_weight:
             err = self._heading_error(states[..., 1:, :], prog[..., 1:], seg[..., 1:])
             r = r - self.heading_weight * torch.relu(err - self.heading_free_rad)
