@@ -70,8 +70,12 @@ def integrate_poses_(poses, deltas):
     dependent steps: the planners' rollout (core.rollout) calls it once per chunk of candidates."""
     import torch
     yaw = poses[..., 2]
-    torch.cumsum(deltas[..., 2], 0, out=yaw[1:])
-    yaw[1:].add_(yaw[:1]).add_(math.pi).remainder_(2.0 * math.pi).sub_(math.pi)
+    after = yaw[1:]
+    torch.cumsum(deltas[..., 2], 0, out=after)
+    after.add_(yaw[:1])
+    # wrap_angle as yaw - 2 pi floor((yaw + pi) / 2 pi): floor is vectorised where float remainder is not (a
+    # quarter of this function's time with remainder_)
+    after.sub_(torch.add(after, math.pi).mul_(0.5 / math.pi).floor_(), alpha=2.0 * math.pi)
     c, s = torch.cos(yaw[:-1]), torch.sin(yaw[:-1])
     dx, dy = deltas[..., 0], deltas[..., 1]
     for i, step in ((0, torch.addcmul(c * dx, s, dy, value=-1.0)), (1, torch.addcmul(s * dx, c, dy))):
