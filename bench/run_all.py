@@ -33,7 +33,7 @@ BENCHES = [  # (script, python, arguments of a full run)
     ('bench_planners.py', sys.executable, ['--repeats', '7']),
     ('bench_peers.py', str(PEERS_PY), ['--repeats', '5']),
     ('bench_follow.py', sys.executable, ['--seeds', '0', '--paths', 'left_turn', 'u_turn', 'corner_127deg',
-                                         '--agreement-planners', 'random_shooting', 'mppi']),
+                                         '--agreement-planners', 'random_shooting', 'cem', 'mppi', 'icem']),
     ('bench_training.py', sys.executable, []),
     ('bench_lockstep.py', sys.executable, []),
 ]

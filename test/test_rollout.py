@@ -14,7 +14,7 @@ import torch
 from mbmf_ros.core.agents import get_agent
 from mbmf_ros.core.dynamics import DynamicsModel
 from mbmf_ros.core.planners import Planner, coloured_noise, make_planner
-from mbmf_ros.core.rollout import (REFINE_MIN_ERRORS, MLPRollout, chunk_spans, onednn_available, resolve_device,
+from mbmf_ros.core.rollout import (REFINE_MIN_REROLLS, MLPRollout, chunk_spans, onednn_available, resolve_device,
                                    resolve_kernel, resolve_precision)
 from mbmf_ros.core.tasks import MovingForwardTask, TrajectoryFollowingTask
 from mbmf_ros.core.training import TrainConfig, train_dynamics
@@ -106,9 +106,9 @@ def test_random_shooting_skips_the_float32_reroll_only_for_a_clear_winner():
     task.update(state.numpy())
     actions = torch.rand(200, 8, spec.action_dim, generator=torch.Generator().manual_seed(4)) * 2 - 1
     roll = MLPRollout(model, 'bfloat16', refine_fraction=0.01, refine_margin=4.0)
-    for _ in range(REFINE_MIN_ERRORS // 8):                  # 8 candidates re-rolled each time
+    for _ in range(REFINE_MIN_REROLLS):
         roll.rollout(model, task, state, actions, best_only=True)
-    assert (roll.refines, roll.refine_skips) == (REFINE_MIN_ERRORS // 8, 0)
+    assert (roll.refines, roll.refine_skips) == (REFINE_MIN_REROLLS, 0)
     r16 = MLPRollout(model, 'bfloat16').rollout(model, task, state, actions)[0].clone()
     r32 = MLPRollout(model, 'float32').rollout(model, task, state, actions)[0]
     first, second = torch.topk(r16, 2).values.tolist()

@@ -163,8 +163,10 @@ class Planner:
 
         Returns (returns (K,) mean over members, states (E, K, H+1, S)). With a DynamicsModel: the fast path
         (core.rollout, same rules; ``states`` is then a view of a buffer that the next rollout of the same K, H
-        reuses). best_only: the planner uses only the best candidate (the fast path may then skip its float32
-        re-roll of the best bfloat16 candidates when the winner is clear; core.rollout).
+        reuses). best_only: of the ranking, the planner needs the best candidate exactly, and of the rest only
+        a top set larger than the few that bfloat16's float32 re-roll reorders (random shooting; CEM and iCEM,
+        whose elites are a top 10%, refitted as a set); the fast path may then skip the re-roll when the winner
+        is clear (core.rollout). MPPI weighs every candidate by its return: it always gets the re-roll.
 
         A candidate whose predicted states or rewards turn non-finite under any member scores -inf (it ranks
         last; a NaN would otherwise win an argmax). With a task that has ``healthy(next_states) -> (E, K)
@@ -318,7 +320,7 @@ class CEMPlanner(Planner):
             actions = (mean + std * noise).clamp(-1.0, 1.0)
             _mix_uniform(actions, self.uniform_fraction, self.generator)
             actions[0] = mean.clamp(-1.0, 1.0)
-            returns, states = self.rollout(model, task, state, actions)
+            returns, states = self.rollout(model, task, state, actions, best_only=True)
             i = int(torch.argmax(returns))
             if float(returns[i]) > best[1]:
                 best = (actions[i].clone(), float(returns[i]), states[:, i].clone())
@@ -487,7 +489,7 @@ class ICEMPlanner(Planner):
             if i == len(self.populations) - 1:
                 parts.append(mean.clamp(-1.0, 1.0).unsqueeze(0))
             actions = torch.cat(parts, 0)
-            returns, states = self.rollout(model, task, state, actions)
+            returns, states = self.rollout(model, task, state, actions, best_only=True)
             evaluated += len(actions)
             j = int(torch.argmax(returns))
             if float(returns[j]) > best[1]:

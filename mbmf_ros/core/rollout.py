@@ -58,10 +58,11 @@ KERNELS = ('auto', 'onednn', 'blas')
 DEFAULT_CHUNK_ROWS = 1024
 DEFAULT_CHUNK_ROWS_ONEDNN_FLOAT32 = 768
 # The float32 re-roll's skip rule (``refine_margin``): the bfloat16 error of a return is estimated as the 99th
-# percentile of |bfloat16 - float32| over the candidates re-rolled in the last REFINE_ERROR_WINDOW re-rolls' worth
-# of returns, once at least REFINE_MIN_ERRORS are known (until then every plan re-rolls).
+# percentile of |bfloat16 - float32| over the last REFINE_ERROR_WINDOW re-rolled candidates, once
+# REFINE_MIN_REROLLS re-rolls (plans) have been seen: until then every plan re-rolls. (A count of plans, not of
+# values: one plan of the ant's K=7000 re-rolls 70 candidates, all from one state.)
 REFINE_ERROR_WINDOW = 512
-REFINE_MIN_ERRORS = 64
+REFINE_MIN_REROLLS = 8
 REFINE_ERROR_QUANTILE = 0.99
 # Concurrent chunks are never split below this many rows: below it a chunk's Python calls cost about what its
 # matmuls do, and one worker rolls the whole batch faster.
@@ -191,8 +192,8 @@ class MLPRollout:
     candidates per chunk (None: default_chunk_rows); workers: threads rolling chunks concurrently, each with torch
     single-threaded (0: one per torch thread of the caller, torch.get_num_threads()); refine_fraction: see
     ``_refine``; refine_margin: see ``_clear_winner``; kernel: 'auto' | 'onednn' | 'blas' (see the module
-    docstring). ``refines`` / ``refine_skips``: how many bfloat16 rollouts re-rolled their best candidates in
-    float32 / skipped it (a clear winner).
+    docstring). ``refines`` / ``refine_skips``: how many bfloat16 rollouts of the current model re-rolled their
+    best candidates in float32 / skipped it (a clear winner).
     """
 
     def __init__(self, model, precision='float32', device='cpu', chunk_rows: int | None = None,
@@ -204,7 +205,6 @@ class MLPRollout:
             raise ValueError(f'MLPRollout: refine_fraction and refine_margin must be >= 0, found '
                              f'{refine_fraction}, {refine_margin}')
         self._refiner: MLPRollout | None = None
-        self.refines = self.refine_skips = 0
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
         self.kernel = resolve_kernel(kernel, self.device)
         self.chunk_rows = int(chunk_rows or default_chunk_rows(self.kernel, self.dtype))
@@ -282,6 +282,7 @@ class MLPRollout:
         self._buffers_key = None
         # |bfloat16 - float32| of re-rolled returns: the skip rule's estimate of this model's bfloat16 error.
         self._refine_errors = collections.deque(maxlen=REFINE_ERROR_WINDOW)
+        self.refines = self.refine_skips = 0        # of this model
         self._error_bound: float | None = None
 
     # --- buffers -----------------------------------------------------------------------------------------------
@@ -503,10 +504,10 @@ class MLPRollout:
             r32, s32 = self._refiner.rollout(model, task, state, actions[top], 1)
         err = (returns[top] - r32).abs()
         self._refine_errors.extend(err[torch.isfinite(err)].tolist())
-        if len(self._refine_errors) >= REFINE_MIN_ERRORS:
+        self.refines += 1
+        if self.refines >= REFINE_MIN_REROLLS and self._refine_errors:
             self._error_bound = float(torch.quantile(torch.tensor(list(self._refine_errors)),
                                                      REFINE_ERROR_QUANTILE))
-        self.refines += 1
         returns[top] = r32
         states[:, top] = s32
 
