@@ -103,6 +103,8 @@ def main() -> int:
     ap.add_argument('--agreement-samples', type=int, default=500, help='K of the bfloat16 comparison')
     ap.add_argument('--parts', nargs='+', default=['sweep', 'agreement'], choices=['sweep', 'agreement'])
     ap.add_argument('--agreement-planners', nargs='+', default=list(PLANNERS), choices=list(PLANNERS))
+    ap.add_argument('--refine-fraction', type=float, help='of the bfloat16 twin (default: config/planners.yaml)')
+    ap.add_argument('--refine-margin', type=float, help='of the bfloat16 twin (default: config/planners.yaml)')
     ap.add_argument('--paths', nargs='+', help='only these paths (names in config/paths/ or corner_127deg)')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -171,13 +173,15 @@ def agreement(args, model, paths, results, spec, bl, t0):
     H = args.horizon
     print('\n### bfloat16 against float32 over real follow runs\n')
     K = args.agreement_samples
+    refine = {k: v for k, v in (('refine_fraction', args.refine_fraction), ('refine_margin', args.refine_margin))
+              if v is not None}
     rows = []
     for name in args.agreement_planners:
         for seed in args.seeds:
             twins = []
             for pname, pts in paths.items():
                 main_p = make_planner(name, spec.action_dim, H, K, seed, precision='float32')
-                twin_p = make_planner(name, spec.action_dim, H, K, seed, precision='bfloat16')
+                twin_p = make_planner(name, spec.action_dim, H, K, seed, precision='bfloat16', **refine)
                 tw = Twin(main_p, twin_p)
                 follow_in_process('hexapod', model, np.asarray(pts, dtype=np.float64), tw, K, H, seed)
                 twins.append(tw)
@@ -192,7 +196,7 @@ def agreement(args, model, paths, results, spec, bl, t0):
                          f'{own["ms"]:.1f} / {f32["ms"]:.1f}'])
             print(f'  ... agreement {name} seed {seed} done ({time.time() - t0:.0f} s)', file=sys.stderr, flush=True)
     print(f'K={K}, H={H}; at every step of the float32 run a bfloat16 twin plans from the same state with the same '
-          'random numbers and warm start.\n')
+          f'random numbers and warm start{"; twin settings " + str(refine) if refine else ""}.\n')
     print(table(['planner', 'K', 'seed', 'steps compared', 'first action identical', 'within 0.05',
                  'largest difference', 'bf16 / f32 mean CTE (BL)', 'bf16 / f32 worst completion',
                  'bf16 / f32 ms/plan'], rows))
