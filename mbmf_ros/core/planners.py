@@ -112,7 +112,8 @@ class Planner:
     precision: 'float32' | 'bfloat16' of the model's weights and activations in the rollout (states and reward
     sums stay float32); device: 'cpu' | 'cuda' | 'auto'; chunk_rows: candidates per chunk (0/None: default);
     refine_fraction: in bfloat16, the share of best candidates re-rolled in float32 (core.rollout); refine_margin:
-    random shooting skips that re-roll when its winner leads by more than this many bfloat16 errors; workers:
+    random shooting, CEM and iCEM skip that re-roll when the winner leads by more than this many bfloat16
+    errors; workers:
     threads rolling chunks of candidates concurrently (0: one per torch thread; core.rollout); kernel: 'auto' |
     'onednn' | 'blas', the CPU matmul kernel of the rollout (core.rollout).
     """
