@@ -129,8 +129,16 @@ class RunningGraph:
     def stop(self, sig: int = signal.SIGINT, grace_s: float = 5.0) -> int:
         """SIGINT every running node, escalate to SIGTERM then SIGKILL after `grace_s`; returns the first
         non-zero exit code (or 0)."""
+        previous = None
         for escalation in (sig, signal.SIGTERM, signal.SIGKILL):
             alive = [p for p in self.processes.values() if p.poll() is None]
+            if alive and previous is not None:      # a node that ignores the stop is worth a line in the log
+                names = ', '.join(n for n, p in self.processes.items() if p.poll() is None)
+                with self._lock:
+                    self._output.write(f'[launch] {names} still running {grace_s:g} s after '
+                                       f'{signal.Signals(previous).name}: sending {signal.Signals(escalation).name}\n')
+                    self._output.flush()
+            previous = escalation
             for proc in alive:
                 try:
                     proc.send_signal(escalation)

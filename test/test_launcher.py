@@ -141,3 +141,32 @@ def test_every_installed_node_executable_has_its_module():
         assert callable(importlib.import_module(f'mbmf_ros.nodes.{name}').main), name
     used = {n.executable for g in GRAPHS.values() for n in g.nodes({k: v[0] for k, v in g.arguments.items()})}
     assert used <= set(nodes), used - set(nodes)
+
+
+def test_a_node_that_ignores_sigint_is_escalated_and_named():
+    """stop(): a node still running grace_s after SIGINT gets SIGTERM, and the log says which node and why (a
+    real process that ignores SIGINT, in a graph object holding only it)."""
+    import io
+    import tempfile
+    import threading
+
+    from mbmf_ros.graphs import NodeDesc
+    from mbmf_ros.launcher import RunningGraph
+    code = ('import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print("ready", flush=True); '
+            'time.sleep(60)')
+    proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == 'ready'     # its handler is set
+        graph = RunningGraph.__new__(RunningGraph)
+        graph._output, graph._lock, graph._pumps = io.StringIO(), threading.Lock(), []
+        graph._param_dir = tempfile.TemporaryDirectory()
+        graph.nodes = {'stubborn': NodeDesc(name='stubborn', executable='none')}
+        graph.processes, graph.exit_node = {'stubborn': proc}, None
+        t0 = time.monotonic()
+        assert graph.stop(grace_s=0.5) == -signal.SIGTERM
+        assert time.monotonic() - t0 < 5
+        assert '[launch] stubborn still running 0.5 s after SIGINT: sending SIGTERM' in graph._output.getvalue()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
