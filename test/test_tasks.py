@@ -359,3 +359,47 @@ def test_the_half_cheetahs_pitch_band_costs_a_somersault_in_planning_only():
         assert task.planning_penalty(nxt).tolist() == pytest.approx(want, abs=1e-5)
     assert MovingForwardTask.for_agent(spec).pitch_band is None            # the scorer of an episode's return
     assert TrajectoryFollowingTask(WaypointPath([[0.0, 0.0], [3.0, 0.0]])).planning_penalty(nxt) is None
+
+
+def test_the_half_cheetahs_support_band_charges_plans_that_leave_the_training_data():
+    """Trajectory following plans with the agent's support band: every element of a predicted state (without its
+    pose) beyond plan_support_sigma standard deviations of the model's training data (its input normaliser, taken
+    by fit_support, which a planner calls with its model) costs plan_support_penalty per deviation; never in
+    the reward, not for moving forward, nothing before a model is fitted."""
+    from mbmf_ros.core.agents import get_agent
+    from mbmf_ros.core.dynamics import DynamicsModel
+    from mbmf_ros.core.planners import make_planner
+    spec = get_agent('half_cheetah')
+    sigma, penalty = spec.plan_support_sigma, spec.plan_support_penalty
+    assert sigma > 0 and penalty > 0
+    model = DynamicsModel(spec.state_names, spec.action_names, (16, 16), agent='half_cheetah')
+    R = spec.state_dim - 3
+    i_sin, i_cos = spec.index('sin_pitch') - 3, spec.index('cos_pitch') - 3
+    with torch.no_grad():
+        model.in_mean[:R] = torch.linspace(-1.0, 1.0, R)
+        model.in_std[:R] = torch.linspace(0.5, 2.0, R)
+        model.in_mean[i_sin], model.in_mean[i_cos] = 0.0, 1.0               # level: no pitch-band cost
+    task = make_task('trajectory_following', spec, WaypointPath([[0.0, 0.0], [3.0, 0.0]]))
+    assert task.support_band == (sigma, penalty)
+    nxt = torch.zeros(3, spec.state_dim)
+    nxt[:, 3:] = model.in_mean[:R]
+    nxt[1, 3 + 4] += (sigma + 1.0) * model.in_std[4]                        # 1 deviation out
+    nxt[2, 3 + 3] -= (sigma + 0.5) * model.in_std[3]                        # 0.5 and 2 deviations out
+    nxt[2, 3 + 7] += (sigma + 2.0) * model.in_std[7]
+    nxt[:, :3] = torch.tensor([5.0, -3.0, 2.0])                             # the pose is never charged
+    base = task.planning_penalty(nxt)                                       # the pitch band: level, 0
+    assert base is None or float(base.abs().max()) == 0.0
+    task.fit_support(model)
+    assert task.planning_penalty(nxt).tolist() == pytest.approx([0.0, penalty, 2.5 * penalty], abs=1e-5)
+    with torch.no_grad():
+        model.in_std[:R] *= 2.0                                             # a retrained normaliser
+    task.fit_support(model)
+    assert task.planning_penalty(nxt).tolist() == pytest.approx([0.0, 0.0, 0.0], abs=1e-5)
+    forward = MovingForwardTask.for_agent(spec, planning=True)
+    forward.fit_support(model)
+    assert forward.support_band is None and forward.planning_penalty(nxt).abs().max() == 0
+    fresh = make_task('trajectory_following', spec, WaypointPath([[0.0, 0.0], [3.0, 0.0]]))
+    fresh.update(np.zeros(spec.state_dim))
+    make_planner('random_shooting', spec.action_dim, 3, 16, seed=0).plan(model, fresh, np.zeros(spec.state_dim,
+                                                                                                np.float32))
+    assert fresh._support is not None and torch.equal(fresh._support[1], model.in_std[:R])

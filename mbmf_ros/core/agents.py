@@ -71,6 +71,9 @@ class AgentSpec:
     a planner's objective subtracts the penalty times how far each predicted step's height (its ballistic apex)
     leaves [min, max] (0: none; ``Task.planning_penalty``), for both tasks. plan_pitch_max (rad),
     plan_pitch_penalty (per rad): the same for each predicted step's |pitch| above plan_pitch_max (0: none).
+    plan_support_sigma, plan_support_penalty (per standard deviation): trajectory following only, the same for
+    each element of a predicted step's state (without the pose) that leaves +-sigma standard deviations of the
+    model's training data around its mean (``Task.support_band``; 0: none).
     planner_defaults: {'num_samples': K, 'horizon': H} for trajectory following (the product task; for the
     hopper, which has no TF entry, its moving-forward values); forward_planner_defaults: the same for
     moving forward. sim: simulator parameters (see ``sim/simulation.py``). follow_speed_bl: the pace (body
@@ -107,6 +110,8 @@ class AgentSpec:
     follow_speed_bl: float = 2.0     # body lengths/s a follow run is budgeted for (3x the time at this pace)
     plan_pitch_max: float = 0.0
     plan_pitch_penalty: float = 0.0
+    plan_support_sigma: float = 0.0
+    plan_support_penalty: float = 0.0
 
     @property
     def follow_speed(self) -> float:
@@ -198,7 +203,8 @@ STRUCTURE = {
 SPEC_PARAMETERS = ('dt', 'frame_skip', 'body_length', 'max_episode_steps', 'velocity_frame', 'velocity_source',
                    'velocity_filter_alpha', 'start_noise_std', 'heading_noise', 'forward_velocity_element',
                    'ctrl_cost', 'ctrl_scale', 'alive_bonus', 'termination_penalty', 'plan_height_min', 'plan_height_max',
-                   'plan_height_penalty', 'follow_speed_bl', 'plan_pitch_max', 'plan_pitch_penalty')
+                   'plan_height_penalty', 'follow_speed_bl', 'plan_pitch_max', 'plan_pitch_penalty',
+                   'plan_support_sigma', 'plan_support_penalty')
 
 
 def make_agent(name: str, shared: dict | None = None, planner: dict | None = None,

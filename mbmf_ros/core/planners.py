@@ -218,6 +218,9 @@ class Planner:
             raise ValueError(f'{self.name}.plan: state must have shape (S,), found {tuple(state.shape)}')
         if not bool(torch.isfinite(state).all()):
             raise ValueError(f'{self.name}.plan: state has non-finite values: {state.tolist()}')
+        fit_support = getattr(task, 'fit_support', None)
+        if fit_support is not None:         # the task's planning support band is the model's training data
+            fit_support(model)
         # The fast rollout's workers get the cores; this thread's own ops run serial meanwhile (serial_caller).
         fast = supports(model) and self.device.type == 'cpu'
         with torch.no_grad(), (serial_caller() if fast else nullcontext()) as threads:

@@ -25,7 +25,7 @@ import math
 import numpy as np
 import torch
 
-from mbmf_ros.core.state import wrap_angle
+from mbmf_ros.core.state import POSE_DIM, wrap_angle
 from mbmf_ros.core.waypoints import ProgressTracker, TrackingState, WaypointPath, simplify
 
 
@@ -46,14 +46,32 @@ class Task:
     height_band: None, or (z index, vz index or None, low m, high m, penalty per m) set from the agent
     (``height_band_for``): a planner subtracts ``penalty`` times how far each predicted step's height leaves
     [low, high] (``planning_penalty``). pitch_band: None, or (sin_pitch index, cos_pitch index, max rad, penalty
-    per rad) (``pitch_band_for``): the same for each predicted step's |pitch| above max.
+    per rad) (``pitch_band_for``): the same for each predicted step's |pitch| above max. support_band: None, or
+    (sigma, penalty per standard deviation) (``support_band_for``): the same for every element of a predicted
+    step's state without its pose beyond +-sigma standard deviations of the planning model's training data
+    (its input normaliser, taken by ``fit_support``, which a planner calls with its model before each plan).
     """
     name = 'task'
     height_band = None
     pitch_band = None
+    support_band = None
+    _support = None             # (mean, std, key) of the model's state inputs, from fit_support
+
+    def fit_support(self, model) -> None:
+        """Take the mean and std of the state inputs (the state without its pose) from ``model``'s input
+        normaliser, for ``support_band``; nothing without a band or for a model without a normaliser. Kept until
+        the model or its normaliser changes."""
+        mean, std = getattr(model, 'in_mean', None), getattr(model, 'in_std', None)
+        if self.support_band is None or mean is None or std is None:
+            self._support = None
+            return
+        key = (id(model), mean._version, std._version)
+        if self._support is None or self._support[2] != key:
+            rest = model.state_dim - POSE_DIM
+            self._support = (mean[:rest].detach().clone(), std[:rest].detach().clone(), key)
 
     def planning_penalty(self, next_states):
-        """Planning-only cost (...) of predicted states (..., S), or None without a ``height_band``.
+        """Planning-only cost (...) of predicted states (..., S), or None without any band.
 
         Why: the ant's episode ends when its torso leaves [0.2, 1.0] m; a gait that jumps gains x velocity, and a
         model trained on random data underestimates take-offs, so the fall only shows in the predictions once
@@ -62,6 +80,11 @@ class Task:
         ``z + max(vz, 0)^2 / (2 g)`` where the state has a vertical velocity: a take-off is seen a step or two
         before the torso rises, and the penalty grows with the excess (an indicator cannot rank candidates
         that all start above the band, as the ant does when it is dropped at its start).
+        The support band (``support_band``): where a model was trained on random actions alone, the best of K
+        candidates is the one whose predicted gain the model overestimates most, and it lies where the data
+        did not go (the half_cheetah following its line paths: nose-down, joints faster than the data ever
+        moved them, and stalled there); charging each predicted step for leaving the data keeps the plans where
+        the model is right.
         Never part of ``reward``: an episode's return stays the paper's.
         """
         out = None
@@ -77,6 +100,12 @@ class Task:
             i_sin, i_cos, high, penalty = self.pitch_band
             pitch = torch.atan2(next_states[..., i_sin], next_states[..., i_cos]).abs()
             extra = penalty * (pitch - high).clamp_min(0.0)
+            out = extra if out is None else out + extra
+        if self.support_band is not None and self._support is not None:
+            sigma, penalty = self.support_band
+            mean, std, _ = self._support
+            extra = ((next_states[..., POSE_DIM:] - mean) / std).abs_().sub_(sigma).clamp_min_(0.0).sum(-1)
+            extra = extra.mul_(penalty)
             out = extra if out is None else out + extra
         return out
 
@@ -447,15 +476,30 @@ def pitch_band_for(spec):
     return (spec.state_names.index('sin_pitch'), spec.state_names.index('cos_pitch'), high, penalty)
 
 
+def support_band_for(spec):
+    """The planning support band of an agent (``Task.support_band``): (plan_support_sigma, plan_support_penalty
+    per standard deviation), or None when either is 0."""
+    sigma = float(getattr(spec, 'plan_support_sigma', 0.0) or 0.0)
+    penalty = float(getattr(spec, 'plan_support_penalty', 0.0) or 0.0)
+    if sigma <= 0 or penalty <= 0:
+        return None
+    if not (math.isfinite(sigma) and math.isfinite(penalty)):
+        raise ValueError(f'agent {spec.name}: expected a finite plan_support_sigma and plan_support_penalty, '
+                         f'found {sigma}, {penalty}')
+    return (sigma, penalty)
+
+
 def make_task(name: str, spec=None, path: WaypointPath | None = None, **kwargs) -> Task:
     """A task for a planner by name (TASKS): 'trajectory_following' (kwargs: alpha, beta, heading_weight,
     lookahead_m, ...) or 'moving_forward' (from the agent spec ``spec``, with its planning termination bounds).
-    With ``spec``, the task plans with the agent's height and pitch bands."""
+    With ``spec``, the task plans with the agent's height and pitch bands (and trajectory following with its
+    support band)."""
     if name in ('trajectory_following', 'follow', 'tf'):
         task = TrajectoryFollowingTask(path, **kwargs)
         if spec is not None:
             task.height_band = height_band_for(spec)
             task.pitch_band = pitch_band_for(spec)
+            task.support_band = support_band_for(spec)
     elif name in ('moving_forward', 'forward', 'f'):
         if spec is None:
             raise ValueError('make_task: moving_forward needs the agent spec')
