@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from mbmf_ros.core.waypoints import (PathError, ProgressTracker, WaypointPath, path_length, simplify,
+from mbmf_ros.core.waypoints import (TURN_REACHED_M, PathError, ProgressTracker, WaypointPath, path_length, simplify,
                                      transform_points, validate_path)
 
 L_PATH = [[0.0, 0.0], [1.0, 0.0], [1.0, 2.0]]
@@ -170,14 +170,22 @@ def test_simplify_keeps_a_reversal_on_a_line():
 def test_a_reversal_on_a_line_is_done_only_back_at_its_end(lookahead):
     """half_cheetah's reversal: 2 m forward, then 1 m back on the same line. Its last waypoint (1, 0) lies on the
     way out, where both legs are equally close: the tracker must keep the leg that continues its progress (it
-    finished the path at x = 1.0 on the way out, completion 0.99 after a third of it)."""
+    finished the path at x = 1.0 on the way out, completion 0.99 after a third of it), until the robot is within
+    TURN_REACHED_M of the turning point: then it is on the way back (the half_cheetah, slowing down to turn,
+    stopped 3 mm short of (2, 0) and was paid nothing for turning back)."""
     tracker = ProgressTracker(WaypointPath([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]]), lookahead_m=lookahead,
                               goal_tolerance_m=0.05)
-    for x in np.arange(0.0, 2.06, 0.01):
+    for x in np.arange(0.0, 2.0 - TURN_REACHED_M - 0.005, 0.01):
         state = tracker.update((x, 0.0))
-        assert not state.done and state.progress_m <= x + 1e-9, x
-    assert state.segment == 1 and state.progress_m == pytest.approx(2.0)
+        assert not state.done and state.progress_m <= x + 1e-9 and state.segment == 0, x
+    x = 2.0 - 0.8 * TURN_REACHED_M                                   # short of the turning point, within reach
+    state = tracker.update((x, 0.0))
+    assert state.segment == 1 and state.progress_m == pytest.approx(2.0 + 0.8 * TURN_REACHED_M)
     for x in np.arange(2.05, 1.1, -0.01):
         state = tracker.update((x, 0.0))
-        assert not state.done and state.progress_m == pytest.approx(2.0 + max(0.0, 2.0 - x), abs=1e-9), x
+        assert not state.done and state.segment == 1, x
+        assert state.progress_m == pytest.approx(2.0 + max(0.8 * TURN_REACHED_M, 2.0 - x), abs=1e-9), x
     assert tracker.update((1.0, 0.0)).done
+    # A corner is not a reversal: its next leg starts only at the corner's normal line, as before.
+    corner = ProgressTracker(WaypointPath([[0.0, 0.0], [2.0, 0.0], [2.0, 1.0]]), goal_tolerance_m=0.05)
+    assert corner.update((2.0 - 0.5 * TURN_REACHED_M, 0.0)).segment == 0

@@ -28,6 +28,11 @@ MIN_SEGMENT_LENGTH_M = MERGE_DISTANCE_M
 # The planner's reward sees a path through fewer waypoints, every given waypoint within this (m) of it
 # (``simplify``): 1/500 of the goal tolerance, 1/10 of MERGE_DISTANCE_M, far below what a robot tracks.
 SIMPLIFY_TOLERANCE_M = 1e-4
+# The turning point of a reversal (a leg that goes back over the one before it) counts as reached within this
+# distance: a robot cannot pass through it, and while the projection continues the way out until the point itself
+# is reached, one that stops a few mm short (the half_cheetah, slowing down to turn) is paid nothing for turning
+# back and never does.
+TURN_REACHED_M = 0.02
 
 
 class PathError(ValueError):
@@ -153,6 +158,14 @@ class WaypointPath:
     def __len__(self) -> int:
         return len(self.points)
 
+    def reverses_at(self, segment: int) -> bool:
+        """Whether ``segment`` goes back over the segment before it (antiparallel: a reversal on a line)."""
+        if not 0 < segment < self.num_segments:
+            return False
+        a, b = self.vectors[segment - 1], self.vectors[segment]
+        scale = self.lengths[segment - 1] * self.lengths[segment]
+        return abs(a[0] * b[1] - a[1] * b[0]) <= 1e-6 * scale and float(a @ b) < 0
+
     def segment_window(self, first: int = 0, lookahead_m: float | None = None,
                        from_m: float | None = None) -> tuple[int, int]:
         """Segments [first, last) to search: from ``first``, every segment that starts at most ``lookahead_m``
@@ -266,6 +279,9 @@ class ProgressTracker:
                              f'found {p[:2].tolist()}')
         # At a corner the robot moves on to the next segment as soon as it is as close to it as to this one.
         proj = self.path.project(xy, self.segment, self.lookahead_m, self.progress_m, prefer_later=True)
+        turn = proj.segment + 1             # a reversal's turning point, reached within TURN_REACHED_M
+        if self.path.reverses_at(turn) and math.dist(p[:2], self.path.starts[turn]) <= TURN_REACHED_M:
+            proj = self.path.project(xy, turn, self.lookahead_m, float(self.path.cumulative[turn]), prefer_later=True)
         self.last = proj
         self.segment = proj.segment
         self.progress_m = max(self.progress_m, proj.progress_m)
