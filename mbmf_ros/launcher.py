@@ -131,21 +131,20 @@ class RunningGraph:
         non-zero exit code (or 0)."""
         previous = None
         for escalation in (sig, signal.SIGTERM, signal.SIGKILL):
-            alive = [p for p in self.processes.values() if p.poll() is None]
+            alive = {n: p for n, p in self.processes.items() if p.poll() is None}
             if alive and previous is not None:      # a node that ignores the stop is worth a line in the log
-                names = ', '.join(n for n, p in self.processes.items() if p.poll() is None)
                 with self._lock:
-                    self._output.write(f'[launch] {names} still running {grace_s:g} s after '
+                    self._output.write(f'[launch] {", ".join(alive)} still running {grace_s:g} s after '
                                        f'{signal.Signals(previous).name}: sending {signal.Signals(escalation).name}\n')
                     self._output.flush()
             previous = escalation
-            for proc in alive:
+            for proc in alive.values():
                 try:
                     proc.send_signal(escalation)
                 except ProcessLookupError:
                     pass
             deadline = time.monotonic() + grace_s
-            for proc in alive:
+            for proc in alive.values():
                 try:
                     proc.wait(max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:

@@ -332,8 +332,7 @@ class MLPRollout:
         rests = chunk[..., POSE_DIM:]                                   # (H+1, E, c, R)
         xs = b.x[:, :c] if one else b.x[:, :, :c]                       # (H, c, R + A) or (H, E, c, R + A)
         ys = b.y[:, :, :c]                                              # (H, E, c, S) float32
-        v = SimpleNamespace(chunk=chunk, xs=xs, x_acts=xs[..., R:], ys=ys,
-                            dpose=ys[..., :POSE_DIM], steps=[])
+        v = SimpleNamespace(chunk=chunk, x_acts=xs[..., R:], dpose=ys[..., :POSE_DIM], steps=[])
         if self.kernel != 'onednn':
             v.hidden = [h[:c] if one else h[:, :c] for h in b.hidden]
             v.out, v.delta = b.out[:, :, :c], b.delta[:, :, :c]        # (E, S, c)
